@@ -1,0 +1,394 @@
+import type { Socket } from 'node:net';
+import { ShoalError } from './errors.js';
+import type { ErrorCode } from './errors.js';
+import { FrameReader } from './framing/reader.js';
+import type { Framing } from './framing/types.js';
+import type { Dispatcher, DispatchTarget } from './dispatch/types.js';
+import type { Logger } from './options.js';
+
+/**
+ * The state of one connection. Every change goes through #setState().
+ *
+ *   active   reading and serving. -> draining, closing, closed
+ *   draining no new bytes are read (shutdown, peer FIN or a bad frame); frames
+ *            already received are still served and flushed. -> closing, closed
+ *   closing  our FIN is sent; we discard input until the peer's FIN or the
+ *            linger time (a lingering close: a RST now could make the peer lose
+ *            replies it has not read yet). -> closed
+ *   closed   the socket is destroyed; late replies are dropped and counted.
+ */
+export type ConnState = 'active' | 'draining' | 'closing' | 'closed';
+
+/** Why reading is paused; reading resumes when no reason is left. */
+const PAUSE_IN_FLIGHT = 1; // maxInFlightPerConnection frames are being processed
+const PAUSE_SEND_QUEUE = 2; // the send queue is above the high water mark
+const PAUSE_POOL = 4; // the dispatcher's queue to the pool is full
+const PAUSE_DRAIN = 8; // draining or closing: never read again (but frames already buffered are served)
+
+/** How long a closing connection waits for the peer's FIN before it is destroyed. */
+const LINGER_MS = 2_000;
+
+export interface ConnectionLimits {
+  maxInFlight: number;
+  sendHighWater: number;
+  sendLowWater: number;
+  sendTimeout: number;
+  idleTimeout: number;
+}
+
+export interface ConnectionCounters {
+  framesIn: number;
+  bytesIn: number;
+  repliesOut: number;
+  bytesOut: number;
+  lateReplies: number;
+}
+
+export interface ConnectionHooks {
+  /** Called once, when the socket is gone. */
+  onClose(conn: Connection, error: ShoalError | null): void;
+  /** A frame error or a budget hit, for logs and metrics. */
+  onError(conn: Connection, error: ShoalError): void;
+}
+
+export class Connection implements DispatchTarget {
+  readonly id: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  batchStamp = 0;
+  batchPeer = 0;
+  readonly counters: ConnectionCounters = { framesIn: 0, bytesIn: 0, repliesOut: 0, bytesOut: 0, lateReplies: 0 };
+
+  readonly #socket: Socket;
+  readonly #reader: FrameReader;
+  readonly #dispatcher: Dispatcher;
+  readonly #limits: ConnectionLimits;
+  readonly #hooks: ConnectionHooks;
+  readonly #logger: Logger;
+
+  #state: ConnState = 'active';
+  #stateSince = Date.now();
+  #paused = 0;
+  #socketPaused = false;
+  /** Next sequence number to give a frame, and next one whose replies may be written. */
+  #nextSeq = 0;
+  #nextWrite = 0;
+  /** Replies that finished before an earlier message: seq -> [count, bytes, close]. Bounded by maxInFlight. */
+  #reorder = new Map<number, { count: number; bytes: Uint8Array | null; close: boolean }>();
+  #corked = false;
+  #readEnded = false;
+  /** Stop cutting frames after this error (a bad frame, the close policy). */
+  #failed: ShoalError | null = null;
+  /** The last reader.next() found no whole frame (reset by new bytes). */
+  #readerDry = true;
+  /** Set on any traffic; the coarse tick turns it into #lastActive (no Date.now() per frame). */
+  #sawActivity = false;
+  #lastActive = Date.now();
+  #aboveHighSince = 0;
+  #closeError: ShoalError | null = null;
+
+  constructor(
+    id: number,
+    socket: Socket,
+    framing: Framing,
+    dispatcher: Dispatcher,
+    limits: ConnectionLimits,
+    hooks: ConnectionHooks,
+    logger: Logger,
+  ) {
+    this.id = id;
+    this.#socket = socket;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.remotePort = socket.remotePort ?? 0;
+    this.#reader = new FrameReader(framing.createDecoder());
+    this.#dispatcher = dispatcher;
+    this.#limits = limits;
+    this.#hooks = hooks;
+    this.#logger = logger;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onSocketError);
+    socket.on('close', this.#onSocketClose);
+    socket.on('drain', this.#onDrain);
+  }
+
+  get state(): ConnState {
+    return this.#state;
+  }
+  get stateSince(): number {
+    return this.#stateSince;
+  }
+  /** Frames read and not yet answered. */
+  get inFlight(): number {
+    return this.#nextSeq - this.#nextWrite;
+  }
+  /** Bytes handed to the socket and not yet flushed to the kernel. */
+  get queuedBytes(): number {
+    return this.#socket.writableLength;
+  }
+  get paused(): boolean {
+    return this.#socketPaused;
+  }
+
+  #setState(next: ConnState): void {
+    if (this.#state === next || this.#state === 'closed') return;
+    this.#state = next;
+    this.#stateSince = Date.now();
+  }
+
+  // ---- read side -------------------------------------------------------------
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.#state === 'closing') return; // lingering close: discard
+    this.counters.bytesIn += chunk.length;
+    this.#sawActivity = true;
+    this.#readerDry = false;
+    this.#reader.push(chunk);
+    this.#pump();
+  };
+
+  /** Cut and dispatch frames while no budget says stop. */
+  #pump(): void {
+    const reader = this.#reader;
+    const max = this.#limits.maxInFlight;
+    while ((this.#paused & ~PAUSE_DRAIN) === 0 && this.#failed === null && this.#state !== 'closed') {
+      let frame: Buffer | null;
+      try {
+        frame = reader.next();
+      } catch (err) {
+        this.#frameError(err);
+        break;
+      }
+      if (frame === null) {
+        this.#readerDry = true;
+        break;
+      }
+      const seq = this.#nextSeq++;
+      this.counters.framesIn++;
+      this.#dispatcher.submit(this, seq, frame);
+      if (this.#nextSeq - this.#nextWrite >= max) this.#pause(PAUSE_IN_FLIGHT);
+    }
+    this.#maybeFinish();
+  }
+
+  #frameError(err: unknown): void {
+    const e = err instanceof ShoalError ? err : new ShoalError('SHOAL_FRAME_INVALID', String(err));
+    this.#failed = e;
+    this.#closeError = e;
+    this.#hooks.onError(this, e);
+    // Answer what is already in flight, then close: a bad frame ends this connection only.
+    this.#stopReading();
+  }
+
+  readonly #onEnd = (): void => {
+    this.#readEnded = true;
+    if (this.#state === 'closing') {
+      this.#socket.destroy();
+      return;
+    }
+    // Half-close: finish what was received (as budgets allow), flush, then FIN.
+    this.#stopReading();
+  };
+
+  #pause(reason: number): void {
+    this.#paused |= reason;
+    if (!this.#socketPaused) {
+      this.#socketPaused = true;
+      this.#socket.pause();
+    }
+  }
+
+  #unpause(reason: number): void {
+    if ((this.#paused & reason) === 0) return;
+    this.#paused &= ~reason;
+    if (this.#paused === 0 && this.#socketPaused && this.#state === 'active') {
+      this.#socketPaused = false;
+      this.#socket.resume();
+    }
+    // Frames may be waiting in the reader from before the pause.
+    if ((this.#paused & ~PAUSE_DRAIN) === 0) this.#pump();
+  }
+
+  /** The dispatcher's queue is full / has drained (server-wide back pressure). */
+  setPoolPaused(paused: boolean): void {
+    if (paused) this.#pause(PAUSE_POOL);
+    else this.#unpause(PAUSE_POOL);
+  }
+
+  #stopReading(): void {
+    if (this.#state === 'active') this.#setState('draining');
+    this.#pause(PAUSE_DRAIN);
+    this.#maybeFinish();
+  }
+
+  // ---- write side ------------------------------------------------------------
+
+  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean): void {
+    if (this.#state === 'closed' || this.#state === 'closing') {
+      this.counters.lateReplies += count;
+      return;
+    }
+    if (seq !== this.#nextWrite) {
+      this.#reorder.set(seq, { count, bytes, close });
+      return;
+    }
+    this.#release(count, bytes, close);
+    const reorder = this.#reorder;
+    while (reorder.size > 0 && (this.#state === 'active' || this.#state === 'draining')) {
+      const next = reorder.get(this.#nextWrite);
+      if (next === undefined) break;
+      reorder.delete(this.#nextWrite);
+      this.#release(next.count, next.bytes, next.close);
+    }
+    this.#afterWrite();
+  }
+
+  /** Write the replies of the next `count` messages in order. */
+  #release(count: number, bytes: Uint8Array | null, close: boolean): void {
+    this.#nextWrite += count;
+    this.counters.repliesOut += count;
+    if (bytes !== null && bytes.length > 0) this.#write(bytes);
+    if (close) {
+      // The 'close' error policy: what precedes is written, then we close.
+      this.#failed ??= new ShoalError('SHOAL_HANDLER_ERROR', 'closed by the handler error policy');
+      this.#finish();
+    }
+  }
+
+  #write(bytes: Uint8Array): void {
+    const socket = this.#socket;
+    if (!this.#corked) {
+      // Every reply written in this tick leaves in one writev.
+      this.#corked = true;
+      socket.cork();
+      process.nextTick(this.#uncork);
+    }
+    this.counters.bytesOut += bytes.length;
+    socket.write(bytes);
+  }
+
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    this.#socket.uncork();
+  };
+
+  #afterWrite(): void {
+    this.#sawActivity = true;
+    const limits = this.#limits;
+    if (this.#socket.writableLength > limits.sendHighWater) {
+      if ((this.#paused & PAUSE_SEND_QUEUE) === 0) {
+        this.#aboveHighSince = Date.now();
+        this.#pause(PAUSE_SEND_QUEUE);
+      }
+    }
+    if ((this.#paused & PAUSE_IN_FLIGHT) !== 0 && this.inFlight < limits.maxInFlight) this.#unpause(PAUSE_IN_FLIGHT);
+    else if (this.#state === 'draining') this.#pump();
+    this.#maybeFinish();
+  }
+
+  /** The socket flushed its whole queue. */
+  readonly #onDrain = (): void => {
+    this.#checkLowWater();
+  };
+
+  #checkLowWater(): void {
+    if ((this.#paused & PAUSE_SEND_QUEUE) !== 0 && this.#socket.writableLength <= this.#limits.sendLowWater) {
+      this.#aboveHighSince = 0;
+      this.#unpause(PAUSE_SEND_QUEUE);
+    }
+  }
+
+  /** Draining and nothing left to serve: FIN. */
+  #maybeFinish(): void {
+    if (this.#state !== 'draining' || this.inFlight > 0) return;
+    // Whole frames received before the drain began are still served.
+    if (this.#failed === null && !this.#readerDry) return;
+    if (this.#failed === null && this.#readEnded && this.#reader.buffered > 0) {
+      try {
+        this.#reader.end();
+      } catch (err) {
+        this.#hooks.onError(this, err as ShoalError);
+      }
+    }
+    this.#finish();
+  }
+
+  /** Send FIN after what is queued, then linger for the peer's FIN. */
+  #finish(): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#setState('closing');
+    this.#reorder.clear();
+    const socket = this.#socket;
+    if (this.#corked) this.#uncork();
+    socket.end();
+    if (this.#readEnded) return; // both sides done: the socket closes by itself
+    // Keep reading (and discarding) so the peer's late bytes do not turn our close into a RST.
+    this.#socketPaused = false;
+    socket.resume();
+    const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------
+
+  /**
+   * Graceful shutdown: with a going-away frame, send it and keep serving until
+   * the peer closes; without, stop reading and finish what was received.
+   */
+  shutdown(goAway: Uint8Array | null): void {
+    if (this.#state !== 'active') return;
+    if (goAway !== null) {
+      this.#write(goAway);
+      return;
+    }
+    this.#stopReading();
+  }
+
+  /** Immediate close (drain deadline, send timeout): what is queued is lost. */
+  destroy(error?: ShoalError): void {
+    if (this.#state === 'closed') return;
+    if (error) this.#closeError ??= error;
+    this.#socket.destroy();
+  }
+
+  /** Budget timers, driven by the server's one coarse tick (no timer per connection). */
+  tick(now: number): void {
+    const l = this.#limits;
+    if (this.#state === 'closed') return;
+    if (this.#sawActivity) {
+      this.#sawActivity = false;
+      this.#lastActive = now;
+    }
+    this.#checkLowWater();
+    if (l.sendTimeout > 0 && this.#aboveHighSince > 0) {
+      if (this.#aboveHighSince > 0 && now - this.#aboveHighSince >= l.sendTimeout) {
+        this.#budgetClose('SHOAL_SEND_TIMEOUT', `peer read nothing for ${l.sendTimeout} ms with ${this.#socket.writableLength} bytes queued`);
+        return;
+      }
+    }
+    if (l.idleTimeout > 0 && this.#state === 'active' && this.inFlight === 0 && now - this.#lastActive >= l.idleTimeout) {
+      this.#budgetClose('SHOAL_IDLE_TIMEOUT', `no message for ${l.idleTimeout} ms`);
+    }
+  }
+
+  #budgetClose(code: ErrorCode, message: string): void {
+    const err = new ShoalError(code, message);
+    this.#hooks.onError(this, err);
+    this.destroy(err);
+  }
+
+  readonly #onSocketError = (err: Error): void => {
+    // Read and write side die together: the socket is destroyed, 'close' follows.
+    this.#logger.debug({ conn: this.id, err: err.message }, 'socket error');
+  };
+
+  readonly #onSocketClose = (): void => {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#stateSince = Date.now();
+    this.counters.lateReplies += this.#reorder.size;
+    this.#reorder.clear();
+    this.#hooks.onClose(this, this.#closeError);
+  };
+}

@@ -1,0 +1,121 @@
+import { EventEmitter } from 'node:events';
+import type { Framing } from '../framing/types.js';
+import { Context, HandlerRuntime } from '../../workers/runtime.js';
+import type { Replies, RuntimeSpec } from '../../workers/runtime.js';
+import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
+
+/** Frame replies into one buffer (null when there are none). Throws if a reply cannot be framed. */
+export function frameReplies(framing: Framing, replies: Replies): Buffer | null {
+  if (replies === null) return null;
+  const enc = framing.encoder;
+  if (!Array.isArray(replies)) {
+    const out = Buffer.allocUnsafe(enc.frameLength(replies.length));
+    enc.encodeInto(replies, out, 0);
+    return out;
+  }
+  let total = 0;
+  for (const r of replies) total += enc.frameLength(r.length);
+  const out = Buffer.allocUnsafe(total);
+  let off = 0;
+  for (const r of replies) off += enc.encodeInto(r, out, off);
+  return out;
+}
+
+/**
+ * `workers: 0`: handlers run on the main thread, one call per message, with the
+ * same runtime the workers use. The single-thread baseline of every benchmark.
+ */
+export class InlineDispatcher extends EventEmitter implements Dispatcher {
+  readonly saturated = false;
+  readonly #spec: RuntimeSpec;
+  readonly #framing: Framing;
+  readonly #events: DispatchEvents;
+  #runtime: HandlerRuntime | null = null;
+  #inFlight = 0;
+  #sent = 0;
+
+  constructor(spec: RuntimeSpec, framing: Framing, events: DispatchEvents) {
+    super();
+    this.#spec = spec;
+    this.#framing = framing;
+    this.#events = events;
+  }
+
+  async start(): Promise<void> {
+    this.#runtime = await HandlerRuntime.load(this.#spec, 0);
+  }
+
+  submit(target: DispatchTarget, seq: number, frame: Buffer): void {
+    const ctx = new Context(target.id, seq, target.remoteAddress, target.remotePort, undefined);
+    this.#sent++;
+    let result;
+    try {
+      result = this.#runtime!.run(frame, ctx);
+    } catch (err) {
+      this.#fail(target, seq, ctx, err);
+      return;
+    }
+    if (result instanceof Promise) {
+      this.#inFlight++;
+      result.then(
+        (r) => {
+          this.#inFlight--;
+          this.#complete(target, seq, ctx, r);
+        },
+        (err) => {
+          this.#inFlight--;
+          this.#fail(target, seq, ctx, err);
+        },
+      );
+    } else {
+      this.#complete(target, seq, ctx, result);
+    }
+  }
+
+  #complete(target: DispatchTarget, seq: number, ctx: Context, replies: Replies): void {
+    let bytes;
+    try {
+      bytes = frameReplies(this.#framing, replies);
+    } catch (err) {
+      this.#fail(target, seq, ctx, err);
+      return;
+    }
+    target.deliver(seq, 1, bytes, false);
+  }
+
+  #fail(target: DispatchTarget, seq: number, ctx: Context, err: unknown): void {
+    const outcome = this.#runtime!.fail(err, ctx);
+    this.#events.handlerError(target, seq, outcome.error);
+    let bytes: Buffer | null = null;
+    try {
+      bytes = frameReplies(this.#framing, outcome.replies);
+    } catch {
+      bytes = null;
+    }
+    target.deliver(seq, 1, bytes, outcome.close);
+  }
+
+  stats(): DispatcherStats {
+    return {
+      workers: 0,
+      pendingFrames: 0,
+      pendingBytes: 0,
+      batchesInFlight: 0,
+      framesInFlight: this.#inFlight,
+      batchesSent: this.#sent,
+      framesSent: this.#sent,
+      saturated: false,
+    };
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    const rt = this.#runtime;
+    if (!rt) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      rt.teardown().catch(() => {}),
+      new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,341 @@
+import { EventEmitter } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { HandlerLoadError, ShoalError, serializeError } from '../errors.js';
+import type { SerializedError } from '../errors.js';
+import type { Framing } from '../framing/types.js';
+import { defaultErrorReply } from '../../workers/runtime.js';
+import type { ErrorPolicy } from '../../workers/runtime.js';
+import { frameReplies } from './inline.js';
+import { META_IN, META_OUT, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
+import type { BarrierResult, BarrierTask, BatchResult, BatchTask, WorkerSpec } from './protocol.js';
+import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
+
+const WORKER_FILE = fileURLToPath(new URL('../../workers/worker.js', import.meta.url));
+
+export interface PoolOptions {
+  workers: number;
+  tasksPerWorker: number;
+  batchMaxFrames: number;
+  batchMaxBytes: number;
+  maxPendingFrames: number;
+  maxPendingBytes: number;
+  startupTimeout: number;
+  atomics: 'sync' | 'async' | 'disabled';
+  onHandlerError: ErrorPolicy;
+}
+
+/** What the main thread remembers of a batch in flight: whom each message belongs to. */
+interface InFlightBatch {
+  targets: DispatchTarget[];
+  seqs: number[];
+}
+
+/**
+ * Batches frames from every connection into one Piscina task per batch.
+ *
+ * Frames submitted during one turn of the event loop are collected and sent at
+ * setImmediate, split over the free task slots (so one busy connection can use
+ * every core). When every slot is busy, frames wait here and the next batch
+ * grows, up to batchMaxFrames / batchMaxBytes. The wait queue is bounded:
+ * past maxPendingFrames or maxPendingBytes the dispatcher is 'saturated' and the
+ * server pauses reading on every connection until it drains to half.
+ */
+export class PoolDispatcher extends EventEmitter implements Dispatcher {
+  readonly #o: PoolOptions;
+  readonly #spec: WorkerSpec;
+  readonly #framing: Framing;
+  readonly #events: DispatchEvents;
+  readonly #slots: number;
+  #pool: Piscina | null = null;
+
+  // The wait queue, as parallel arrays (cheaper than an object per frame).
+  #qTargets: DispatchTarget[] = [];
+  #qSeqs: number[] = [];
+  #qFrames: Buffer[] = [];
+  #qBytes = 0;
+  #scheduled = false;
+  #saturated = false;
+  #stamp = 0;
+
+  #batchesInFlight = 0;
+  #framesInFlight = 0;
+  #batchesSent = 0;
+  #framesSent = 0;
+
+  constructor(options: PoolOptions, spec: WorkerSpec, framing: Framing, events: DispatchEvents) {
+    super();
+    this.#o = options;
+    this.#spec = spec;
+    this.#framing = framing;
+    this.#events = events;
+    this.#slots = options.workers * options.tasksPerWorker;
+  }
+
+  get saturated(): boolean {
+    return this.#saturated;
+  }
+
+  async start(): Promise<void> {
+    const o = this.#o;
+    this.#pool = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: o.workers,
+      maxThreads: o.workers,
+      // Piscina kills idle workers at once by default; shoal keeps its threads for its life.
+      idleTimeout: 2 ** 31 - 1,
+      concurrentTasksPerWorker: o.tasksPerWorker,
+      // We never have more than `slots` batches out; the bound is a guard, not a queue.
+      maxQueue: this.#slots * 2,
+      atomics: o.atomics,
+      workerData: this.#spec,
+    });
+    // A worker's uncaught error outside a task: Piscina replaces the worker; we only log.
+    this.#pool.on('error', (err: unknown) => this.#events.workerFailure(serializeError(err), 0));
+    const results = await this.#barrier('init', o.startupTimeout);
+    const failed = results.find((r) => r.error !== null);
+    if (failed) {
+      await this.#destroyPool();
+      throw new HandlerLoadError(failed.error!.message);
+    }
+  }
+
+  /**
+   * Run `kind` once on every worker. Piscina chooses workers, so we send
+   * workers × tasksPerWorker copies: each worker joins once and blocks at the
+   * barrier until all have joined, so no worker can take every copy.
+   */
+  async #barrier(kind: 'init' | 'teardown', timeoutMs: number): Promise<BarrierResult[]> {
+    const pool = this.#pool!;
+    const parties = this.#o.workers;
+    const task: BarrierTask = { kind, barrier: new Int32Array(new SharedArrayBuffer(8)), parties, timeoutMs };
+    const copies = Array.from({ length: this.#slots }, () =>
+      pool.run(task).then(
+        (r: BarrierResult) => r,
+        (err: unknown): BarrierResult => ({ threadId: -1, again: false, error: serializeError(err) }),
+      ),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs + 1000)));
+    const all = await Promise.race([Promise.all(copies), timeout]);
+    clearTimeout(timer);
+    if (all === 'timeout') {
+      return [{ threadId: -1, again: false, error: { code: 'SHOAL_HANDLER_LOAD_FAILED', message: `workers did not finish ${kind} within ${timeoutMs} ms` } }];
+    }
+    const joined = all.filter((r) => !r.again);
+    if (!joined.some((r) => r.error) && new Set(joined.map((r) => r.threadId)).size < parties) {
+      return [{ threadId: -1, again: false, error: { code: 'SHOAL_HANDLER_LOAD_FAILED', message: `only ${joined.length} of ${parties} workers finished ${kind} within ${timeoutMs} ms` } }];
+    }
+    return joined;
+  }
+
+  submit(target: DispatchTarget, seq: number, frame: Buffer): void {
+    this.#qTargets.push(target);
+    this.#qSeqs.push(seq);
+    this.#qFrames.push(frame);
+    this.#qBytes += frame.length;
+    if (!this.#saturated && (this.#qFrames.length >= this.#o.maxPendingFrames || this.#qBytes >= this.#o.maxPendingBytes)) {
+      this.#saturated = true;
+      this.emit('saturated');
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#qFrames.length === 0 || this.#batchesInFlight >= this.#slots) return;
+    this.#scheduled = true;
+    setImmediate(this.#flush);
+  }
+
+  /** Send what waits, split over the free slots. */
+  readonly #flush = (): void => {
+    this.#scheduled = false;
+    const o = this.#o;
+    const n = this.#qFrames.length;
+    let free = this.#slots - this.#batchesInFlight;
+    if (n === 0 || free <= 0 || this.#pool === null) return;
+    let start = 0;
+    while (start < n && free > 0) {
+      // Spread what waits evenly over the free slots, within the batch caps.
+      const want = Math.min(o.batchMaxFrames, Math.ceil((n - start) / free));
+      let end = start;
+      let bytes = 0;
+      while (end < n && end - start < want) {
+        const len = this.#qFrames[end]!.length;
+        if (end > start && bytes + len > o.batchMaxBytes) break;
+        bytes += len;
+        end++;
+      }
+      this.#send(start, end, bytes);
+      start = end;
+      free--;
+    }
+    if (start === n) {
+      this.#qTargets = [];
+      this.#qSeqs = [];
+      this.#qFrames = [];
+      this.#qBytes = 0;
+    } else {
+      this.#qTargets = this.#qTargets.slice(start);
+      this.#qSeqs = this.#qSeqs.slice(start);
+      this.#qFrames = this.#qFrames.slice(start);
+      let bytes = 0;
+      for (const f of this.#qFrames) bytes += f.length;
+      this.#qBytes = bytes;
+    }
+    if (
+      this.#saturated &&
+      this.#qFrames.length <= o.maxPendingFrames / 2 &&
+      this.#qBytes <= o.maxPendingBytes / 2
+    ) {
+      this.#saturated = false;
+      this.emit('unsaturated');
+    }
+  };
+
+  #send(start: number, end: number, bytes: number): void {
+    const count = end - start;
+    const dataStart = count * META_IN * 4;
+    const buf = new ArrayBuffer(dataStart + bytes);
+    const meta = new Uint32Array(buf, 0, count * META_IN);
+    const data = new Uint8Array(buf, dataStart);
+    const targets = this.#qTargets.slice(start, end);
+    const seqs = this.#qSeqs.slice(start, end);
+    const frames = this.#qFrames;
+    const peers: (number | string)[] = [];
+    const stamp = ++this.#stamp;
+    let off = 0;
+    for (let k = 0; k < count; k++) {
+      const t = targets[k]!;
+      if (t.batchStamp !== stamp) {
+        t.batchStamp = stamp;
+        t.batchPeer = peers.length / 3;
+        peers.push(t.id, t.remoteAddress, t.remotePort);
+      }
+      const f = frames[start + k]!;
+      const m = k * META_IN;
+      meta[m] = t.batchPeer;
+      meta[m + 1] = seqs[k]! >>> 0;
+      meta[m + 2] = off;
+      meta[m + 3] = f.length;
+      data.set(f, off);
+      off += f.length;
+    }
+    const task: BatchTask = { kind: 'batch', count, buf, peers };
+    const batch: InFlightBatch = { targets, seqs };
+    this.#batchesInFlight++;
+    this.#framesInFlight += count;
+    this.#batchesSent++;
+    this.#framesSent += count;
+    this.#pool!.run(task, { transferList: [buf] }).then(
+      (r: BatchResult) => this.#onResult(batch, r),
+      (err: unknown) => this.#onFailure(batch, err),
+    );
+  }
+
+  #settled(count: number): void {
+    this.#batchesInFlight--;
+    this.#framesInFlight -= count;
+    this.#schedule();
+  }
+
+  #onResult(batch: InFlightBatch, result: BatchResult): void {
+    const { targets, seqs } = batch;
+    const n = targets.length;
+    this.#settled(n);
+    const { meta } = result;
+    if (result.errors !== null) {
+      for (const e of result.errors) this.#events.handlerError(targets[e.index]!, seqs[e.index]!, e);
+    }
+    const data = Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength);
+    const reframe = this.#spec.framing === null;
+    let i = 0;
+    while (i < n) {
+      const t = targets[i]!;
+      const status = meta[i * META_OUT]!;
+      const start = meta[i * META_OUT + 1]!;
+      let end = start + meta[i * META_OUT + 2]!;
+      let j = i + 1;
+      // Coalesce a run of one connection's messages whose replies sit back to back.
+      if (status === STATUS_REPLY) {
+        while (j < n && targets[j] === t && meta[j * META_OUT] === STATUS_REPLY && meta[j * META_OUT + 1] === end) {
+          end += meta[j * META_OUT + 2]!;
+          j++;
+        }
+      }
+      let bytes: Buffer | null = end > start ? data.subarray(start, end) : null;
+      if (bytes !== null && reframe) bytes = this.#reframe(bytes);
+      t.deliver(seqs[i]!, j - i, bytes, status === STATUS_CLOSE);
+      i = j;
+    }
+  }
+
+  /** A user framing cannot run in workers: they sent [u32 length][body] records; frame them here. */
+  #reframe(records: Buffer): Buffer | null {
+    const bodies: Uint8Array[] = [];
+    for (let off = 0; off < records.length; ) {
+      const len = records.readUInt32BE(off);
+      bodies.push(records.subarray(off + 4, off + 4 + len));
+      off += 4 + len;
+    }
+    return frameReplies(this.#framing, bodies);
+  }
+
+  /**
+   * The task failed as a whole (its worker died, or the handler module failed to
+   * load in a replacement worker): every message in it gets the error policy.
+   */
+  #onFailure(batch: InFlightBatch, err: unknown): void {
+    const { targets, seqs } = batch;
+    this.#settled(targets.length);
+    const error: SerializedError =
+      err instanceof ShoalError
+        ? err.toJSON()
+        : { code: 'SHOAL_WORKER_DIED', message: `worker failed: ${(err as Error)?.message ?? String(err)}` };
+    this.#events.workerFailure(error, targets.length);
+    const policy = this.#o.onHandlerError;
+    let errorFrame: Buffer | null = null;
+    if (policy === 'error-frame') {
+      try {
+        errorFrame = frameReplies(this.#framing, defaultErrorReply(error)) as Buffer | null;
+      } catch {
+        errorFrame = null;
+      }
+    }
+    for (let k = 0; k < targets.length; k++) {
+      this.#events.handlerError(targets[k]!, seqs[k]!, error);
+      targets[k]!.deliver(seqs[k]!, 1, errorFrame, policy === 'close');
+    }
+  }
+
+  stats(): DispatcherStats {
+    return {
+      workers: this.#o.workers,
+      pendingFrames: this.#qFrames.length,
+      pendingBytes: this.#qBytes,
+      batchesInFlight: this.#batchesInFlight,
+      framesInFlight: this.#framesInFlight,
+      batchesSent: this.#batchesSent,
+      framesSent: this.#framesSent,
+      saturated: this.#saturated,
+    };
+  }
+
+  /** The pool, for the admin endpoint (thread list, utilization). */
+  get pool(): Piscina | null {
+    return this.#pool;
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    if (this.#pool === null) return;
+    await this.#barrier('teardown', timeoutMs).catch(() => []);
+    await this.#destroyPool();
+  }
+
+  async #destroyPool(): Promise<void> {
+    const pool = this.#pool;
+    this.#pool = null;
+    if (pool) await pool.destroy().catch(() => {});
+  }
+}
+

@@ -1,0 +1,70 @@
+/**
+ * Message shapes shared by the main thread (dispatch/) and the workers (workers/).
+ *
+ * A batch travels as ONE transferred ArrayBuffer, no per-frame structured clone:
+ *
+ *   [meta: u32 x 4 per frame][data: frame bodies, back to back]
+ *   meta[i] = peerIndex, sequence, offset into data, length
+ *
+ * `peers` names each distinct connection in the batch once: [id, address, port, ...].
+ *
+ * The result comes back as two transferred buffers:
+ *   meta: u32 x 3 per frame = status, offset into data, length
+ *   data: the encoded reply frames of every message; one message's replies are
+ *         contiguous, so a run of one connection's messages is one write.
+ */
+import type { SerializedError } from '../errors.js';
+import type { BuiltinFramingOptions } from '../framing/types.js';
+import type { RuntimeSpec } from '../../workers/runtime.js';
+
+export const META_IN = 4;
+export const META_OUT = 3;
+
+/** The message's replies (maybe none) are at [offset, offset+length). */
+export const STATUS_REPLY = 0;
+/** Write the replies, then close the connection (the 'close' error policy). */
+export const STATUS_CLOSE = 1;
+
+export interface WorkerSpec {
+  runtime: RuntimeSpec;
+  /** Built-in framing: workers encode replies. null: a user framing, encoded on the main thread. */
+  framing: BuiltinFramingOptions | null;
+  maxFrame: number;
+}
+
+export interface BatchTask {
+  kind: 'batch';
+  count: number;
+  buf: ArrayBuffer;
+  peers: (number | string)[];
+}
+
+export interface BatchError extends SerializedError {
+  /** Index of the message in the batch. */
+  index: number;
+}
+
+export interface BatchResult {
+  meta: Uint32Array;
+  data: Uint8Array;
+  /** Handler errors, for the main thread to log and count; null when none. */
+  errors: BatchError[] | null;
+}
+
+/** Warm-up and teardown: every worker must take part exactly once (see workers/worker.ts). */
+export interface BarrierTask {
+  kind: 'init' | 'teardown';
+  /** Int32Array over a SharedArrayBuffer: [arrived, failed]. */
+  barrier: Int32Array;
+  parties: number;
+  timeoutMs: number;
+}
+
+export interface BarrierResult {
+  threadId: number;
+  /** This worker had already taken part: ignore this answer. */
+  again: boolean;
+  error: SerializedError | null;
+}
+
+export type Task = BatchTask | BarrierTask;

@@ -1,0 +1,52 @@
+import type { EventEmitter } from 'node:events';
+import type { SerializedError } from '../errors.js';
+
+/**
+ * What the dispatcher needs of a connection. Connection implements it; the
+ * dispatcher never sees a socket.
+ */
+export interface DispatchTarget {
+  readonly id: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /**
+   * Replies for `count` consecutive messages starting at `seq`, already framed
+   * (null: none). `close`: close the connection after writing them.
+   */
+  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean): void;
+  /** Scratch fields the dispatcher uses to index a batch's peers without a Map. */
+  batchStamp: number;
+  batchPeer: number;
+}
+
+/** Things the dispatcher reports upward (for logs and metrics). */
+export interface DispatchEvents {
+  handlerError(target: DispatchTarget, seq: number, error: SerializedError): void;
+  workerFailure(error: SerializedError, messages: number): void;
+}
+
+export interface DispatcherStats {
+  workers: number;
+  pendingFrames: number;
+  pendingBytes: number;
+  batchesInFlight: number;
+  framesInFlight: number;
+  batchesSent: number;
+  framesSent: number;
+  saturated: boolean;
+}
+
+/**
+ * Runs messages and routes their replies back. Emits 'saturated' when its
+ * queue to the pool is full (the server then pauses reading everywhere) and
+ * 'unsaturated' when it has drained to half.
+ */
+export interface Dispatcher extends EventEmitter {
+  /** Load the handler everywhere (warm every worker); rejects with HandlerLoadError. */
+  start(): Promise<void>;
+  submit(target: DispatchTarget, seq: number, frame: Buffer): void;
+  readonly saturated: boolean;
+  stats(): DispatcherStats;
+  /** Run teardown() everywhere (bounded), then stop the threads. */
+  close(timeoutMs: number): Promise<void>;
+}

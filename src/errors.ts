@@ -1,0 +1,116 @@
+/**
+ * Every error shoal raises carries a stable `code` (SHOAL_*). Callers and tests
+ * branch on the code, never on the message text. Errors cross the worker
+ * boundary as `{ code, message }` and are rebuilt here with `errorFromCode()`.
+ *
+ * The registry below is the single source of truth: README's error table is
+ * checked against it by test/errors.test.ts.
+ */
+
+export const ERROR_CODES = {
+  SHOAL_INVALID_OPTION: 'An option passed to createServer, connect or the CLI is invalid.',
+  SHOAL_FRAME_TOO_LARGE: 'A frame (or its length field) exceeds the configured maximum frame size; the connection is closed.',
+  SHOAL_FRAME_TRUNCATED: 'The peer closed its side in the middle of a frame; the partial frame is discarded.',
+  SHOAL_FRAME_INVALID: 'The bytes cannot be a frame (e.g. a negative adjusted length, a reply of the wrong fixed size).',
+  SHOAL_HANDLER_LOAD_FAILED: 'The handler module could not be loaded or exports no handler.',
+  SHOAL_HANDLER_ERROR: 'A handler threw or rejected while processing a message.',
+  SHOAL_HANDLER_TIMEOUT: 'A handler ran past handlerTimeout; its worker was terminated and replaced.',
+  SHOAL_WORKER_DIED: 'A worker thread exited while it held messages; those messages got the error policy.',
+  SHOAL_BAD_REQUEST: 'A handler rejected a message as malformed for its protocol.',
+  SHOAL_POOL_SATURATED: 'The worker pool refused more work.',
+  SHOAL_SERVER_CLOSED: 'The server is closed or closing.',
+  SHOAL_SEND_TIMEOUT: 'The peer stopped reading: its send queue stayed above the high water mark for sendTimeout.',
+  SHOAL_IDLE_TIMEOUT: 'The connection sent nothing and had nothing in flight for idleTimeout.',
+  SHOAL_TOO_MANY_CONNECTIONS: 'maxConnections (or maxConnectionsPerIp) was reached; the new connection was closed.',
+  SHOAL_CONNECTION_CLOSED: 'The connection closed before the request was answered (client side).',
+  SHOAL_REQUEST_TIMEOUT: 'No reply arrived within the request timeout (client side).',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class ShoalError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERROR_CODES[code], options);
+    this.code = code;
+  }
+  override get name(): string {
+    return this.constructor.name;
+  }
+  /** The shape that crosses a worker boundary. */
+  toJSON(): SerializedError {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export class InvalidOptionError extends ShoalError {
+  constructor(message: string) {
+    super('SHOAL_INVALID_OPTION', message);
+  }
+}
+
+export class FrameTooLargeError extends ShoalError {
+  readonly length: number;
+  readonly max: number;
+  constructor(length: number, max: number) {
+    super('SHOAL_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the maximum of ${max} bytes`);
+    this.length = length;
+    this.max = max;
+  }
+}
+
+export class FrameTruncatedError extends ShoalError {
+  readonly buffered: number;
+  constructor(buffered: number) {
+    super('SHOAL_FRAME_TRUNCATED', `stream ended with ${buffered} bytes of an incomplete frame`);
+    this.buffered = buffered;
+  }
+}
+
+export class FrameInvalidError extends ShoalError {
+  constructor(message: string) {
+    super('SHOAL_FRAME_INVALID', message);
+  }
+}
+
+export class HandlerLoadError extends ShoalError {
+  constructor(message: string, cause?: unknown) {
+    super('SHOAL_HANDLER_LOAD_FAILED', message, { cause });
+  }
+}
+
+export class HandlerError extends ShoalError {
+  constructor(message: string, cause?: unknown) {
+    super('SHOAL_HANDLER_ERROR', message, { cause });
+  }
+}
+
+/** Thrown by a handler to say "this message is malformed for my protocol". */
+export class BadRequestError extends ShoalError {
+  constructor(message: string) {
+    super('SHOAL_BAD_REQUEST', message);
+  }
+}
+
+export interface SerializedError {
+  code: string;
+  message: string;
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+}
+
+/** Rebuild an error that crossed a thread boundary; unknown codes become handler errors. */
+export function errorFromCode(err: SerializedError): ShoalError {
+  const code = isErrorCode(err.code) ? err.code : 'SHOAL_HANDLER_ERROR';
+  return new ShoalError(code, err.message);
+}
+
+/** Serialize anything thrown by user code into `{ code, message }`. */
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof ShoalError) return { code: err.code, message: err.message };
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: isErrorCode(code) ? code : 'SHOAL_HANDLER_ERROR', message };
+}

@@ -1,0 +1,101 @@
+import { FrameTooLargeError, InvalidOptionError } from '../errors.js';
+import type { DelimiterFramingOptions, FrameDecoder, FrameEncoder, Framing, LineFramingOptions } from './types.js';
+
+/**
+ * Delimiter framing: a frame is every byte up to the delimiter (excluded).
+ * Line framing is the '\n' delimiter, optionally stripping a '\r' before it.
+ *
+ *   BEFORE "ab\ncd\r\n"   AFTER "ab", "cd"   (line, stripCR)
+ *
+ * A maximum length is mandatory: without one a peer that never sends the
+ * delimiter grows our buffer forever. It is enforced as bytes are scanned, so
+ * an overlong frame fails as soon as maxFrame bytes arrive without a delimiter.
+ */
+export class DelimiterDecoder implements FrameDecoder {
+  consumed = 0;
+  needed = 0;
+  readonly #delim: Buffer;
+  readonly #max: number;
+  readonly #stripCR: boolean;
+  /** Bytes after the frame start already searched without finding the delimiter. */
+  #scanned = 0;
+
+  constructor(delimiter: Buffer, maxFrame: number, stripCR: boolean) {
+    this.#delim = delimiter;
+    this.#max = maxFrame;
+    this.#stripCR = stripCR;
+  }
+
+  decode(buf: Buffer, offset: number): Buffer | null {
+    const delim = this.#delim;
+    // Resume just before where the last scan stopped, in case a multi-byte delimiter straddles it.
+    const from = offset + Math.max(0, this.#scanned - delim.length + 1);
+    const at = delim.length === 1 ? buf.indexOf(delim[0]!, from) : buf.indexOf(delim, from);
+    if (at < 0) {
+      const avail = buf.length - offset;
+      // The delimiter (maybe split) and a stripped '\r' may still follow maxFrame bytes.
+      if (avail > this.#max + delim.length - 1 + (this.#stripCR ? 1 : 0)) throw new FrameTooLargeError(avail, this.#max);
+      this.#scanned = avail;
+      this.needed = avail + 1;
+      return null;
+    }
+    let end = at;
+    if (this.#stripCR && end > offset && buf[end - 1] === 0x0d) end--;
+    if (end - offset > this.#max) throw new FrameTooLargeError(end - offset, this.#max);
+    this.#scanned = 0;
+    this.consumed = at + delim.length - offset;
+    return buf.subarray(offset, end);
+  }
+}
+
+export class DelimiterEncoder implements FrameEncoder {
+  readonly #trailer: Buffer;
+  readonly #max: number;
+  constructor(trailer: Buffer, maxFrame: number) {
+    this.#trailer = trailer;
+    this.#max = maxFrame;
+  }
+  frameLength(bodyLength: number): number {
+    if (bodyLength > this.#max) throw new FrameTooLargeError(bodyLength, this.#max);
+    return bodyLength + this.#trailer.length;
+  }
+  encodeInto(body: Uint8Array, out: Uint8Array, offset: number): number {
+    const total = this.frameLength(body.length);
+    out.set(body, offset);
+    out.set(this.#trailer, offset + body.length);
+    return total;
+  }
+}
+
+function checkMax(maxFrame: number, type: string): void {
+  if (!Number.isInteger(maxFrame) || maxFrame < 1) {
+    throw new InvalidOptionError(`framing.maxFrame for '${type}' framing must be an integer >= 1 (got ${maxFrame})`);
+  }
+}
+
+export function lineFraming(options: LineFramingOptions, defaultMaxFrame: number): Framing {
+  const maxFrame = options.maxFrame ?? defaultMaxFrame;
+  checkMax(maxFrame, 'line');
+  const stripCR = options.stripCR ?? true;
+  const eol = options.eol ?? '\n';
+  if (eol !== '\n' && eol !== '\r\n') throw new InvalidOptionError(`framing.eol must be '\\n' or '\\r\\n' (got ${JSON.stringify(eol)})`);
+  const lf = Buffer.from('\n');
+  const encoder = new DelimiterEncoder(Buffer.from(eol), maxFrame);
+  return { name: 'line', createDecoder: () => new DelimiterDecoder(lf, maxFrame, stripCR), encoder };
+}
+
+export function delimiterFraming(options: DelimiterFramingOptions, defaultMaxFrame: number): Framing {
+  const maxFrame = options.maxFrame ?? defaultMaxFrame;
+  checkMax(maxFrame, 'delimiter');
+  const d = options.delimiter;
+  if (typeof d !== 'string' && !(d instanceof Uint8Array)) {
+    throw new InvalidOptionError('framing.delimiter must be a string or a Uint8Array');
+  }
+  const delim = Buffer.from(d);
+  if (delim.length === 0) throw new InvalidOptionError('framing.delimiter must be at least one byte');
+  return {
+    name: 'delimiter',
+    createDecoder: () => new DelimiterDecoder(delim, maxFrame, false),
+    encoder: new DelimiterEncoder(delim, maxFrame),
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * Framing: pure byte-stream cutters. No sockets, no timers: bytes in, frames out.
+ *
+ * A decoder is pull-based, like tokio-util's `Decoder::decode(&mut buf)`: the
+ * caller (FrameReader) owns the buffer and asks for one frame at a time. Pulling
+ * rather than pushing lets a connection stop mid-chunk when a budget is hit
+ * (frames in flight, send queue) and resume later without losing bytes.
+ */
+
+export interface FrameDecoder {
+  /**
+   * Try to cut one frame from `buf`, starting at `offset` (bytes before it are
+   * consumed already). On success return the frame (a view into `buf`, never a
+   * copy) and set `consumed` to the number of bytes it took from `offset` (> 0).
+   * When more bytes are needed return null and set `needed` to the total number
+   * of bytes from `offset` that must be buffered before calling again (or
+   * `buf.length - offset + 1` when unknown). Throw a ShoalError for bad input.
+   */
+  decode(buf: Buffer, offset: number): Buffer | null;
+  consumed: number;
+  needed: number;
+}
+
+export interface FrameEncoder {
+  /** Bytes on the wire for a reply body of `bodyLength` bytes (throws if it cannot be framed). */
+  frameLength(bodyLength: number): number;
+  /** Write the framed body into `out` at `offset`; returns the bytes written (= frameLength). */
+  encodeInto(body: Uint8Array, out: Uint8Array, offset: number): number;
+}
+
+/** A framing: how to make a decoder (one per connection, it holds state) and the shared encoder. */
+export interface Framing {
+  readonly name: string;
+  createDecoder(): FrameDecoder;
+  readonly encoder: FrameEncoder;
+}
+
+export type ByteOrder = 'be' | 'le';
+
+export interface LengthFramingOptions {
+  type: 'length';
+  /** Bytes before the length field. Default 0. */
+  lengthFieldOffset?: number;
+  /** Size of the length field: 1, 2, 3, 4 or 8 bytes. Default 4. */
+  lengthFieldLength?: 1 | 2 | 3 | 4 | 8;
+  /** Default 'be' (network order). */
+  byteOrder?: ByteOrder;
+  /** Added to the field's value to get the bytes that follow the field (Netty's lengthAdjustment). Default 0. */
+  lengthAdjustment?: number;
+  /** Bytes stripped from the front of the frame before the handler sees it. Default: the whole header. */
+  initialBytesToStrip?: number;
+  /** Largest whole frame (header included) in bytes. Default: the server's maxFrame. */
+  maxFrame?: number;
+}
+
+export interface LineFramingOptions {
+  type: 'line';
+  /** Strip a trailing '\r' before '\n' from decoded lines. Default true. */
+  stripCR?: boolean;
+  /** What the encoder ends a reply with. Default '\n'. */
+  eol?: '\n' | '\r\n';
+  /** Longest line in bytes, delimiter excluded. Default: the server's maxFrame. */
+  maxFrame?: number;
+}
+
+export interface DelimiterFramingOptions {
+  type: 'delimiter';
+  /** One or more bytes that end every frame. */
+  delimiter: string | Uint8Array;
+  /** Longest frame in bytes, delimiter excluded. Default: the server's maxFrame. */
+  maxFrame?: number;
+}
+
+export interface FixedFramingOptions {
+  type: 'fixed';
+  /** Every frame is exactly this many bytes. */
+  frameLength: number;
+}
+
+export interface RawFramingOptions {
+  type: 'raw';
+  /** Largest chunk accepted as one frame. Default: the server's maxFrame. */
+  maxFrame?: number;
+}
+
+/** Built-in framings are plain data, so they can be sent to workers, which encode replies. */
+export type BuiltinFramingOptions =
+  | LengthFramingOptions
+  | LineFramingOptions
+  | DelimiterFramingOptions
+  | FixedFramingOptions
+  | RawFramingOptions;
+
+export type FramingType = BuiltinFramingOptions['type'];

@@ -1,0 +1,26 @@
+export { createServer, ShoalServer } from './server.js';
+export type { ServerState, ListenOptions, ServerStats, ServerCounters, DrainReport } from './server.js';
+export { Connection } from './connection.js';
+export type { ConnState } from './connection.js';
+export { connect, Client } from './client.js';
+export type { ClientOptions } from './client.js';
+export { DEFAULTS, resolveOptions } from './options.js';
+export type { ServerOptions, Codec, ErrorPolicy, Logger, RoutingOptions } from './options.js';
+export * from './errors.js';
+export {
+  FrameReader,
+  createFraming,
+  encodeFrame,
+  isFraming,
+  LengthFieldDecoder,
+  LengthFieldEncoder,
+  DelimiterDecoder,
+  DelimiterEncoder,
+  FixedLengthDecoder,
+  FixedLengthEncoder,
+  RawDecoder,
+  RawEncoder,
+} from './framing/index.js';
+export type * from './framing/types.js';
+export type { HandlerContext, Handler } from '../workers/runtime.js';
+export { handleSignals } from './shutdown.js';

@@ -1,0 +1,352 @@
+import { EventEmitter, once } from 'node:events';
+import { createServer as createNetServer } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import { Connection } from './connection.js';
+import type { ConnectionLimits } from './connection.js';
+import { InlineDispatcher } from './dispatch/inline.js';
+import { PoolDispatcher } from './dispatch/pool.js';
+import type { DispatchEvents, Dispatcher, DispatcherStats } from './dispatch/types.js';
+import { ShoalError } from './errors.js';
+import type { SerializedError } from './errors.js';
+import { resolveOptions } from './options.js';
+import type { ResolvedOptions, ServerOptions } from './options.js';
+
+/**
+ * Server lifecycle (Go's net/http Server, fastify's close order):
+ *
+ *   new --listen()--> starting --> listening --close()--> closing --> closed
+ *
+ * close() is graceful and idempotent (every caller gets the same promise):
+ *   1. readiness turns false, 'closing' is emitted;
+ *   2. the listener closes: new connections are refused;
+ *   3. every connection drains (see Connection.shutdown);
+ *   4. at drainTimeout what is left is destroyed;
+ *   5. teardown() runs in every worker (bounded), the pool is destroyed.
+ * destroy() does the same at once, without draining.
+ */
+export type ServerState = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
+
+export interface ListenOptions {
+  port?: number;
+  host?: string;
+}
+
+export interface ServerCounters {
+  connectionsAccepted: number;
+  connectionsRejected: number;
+  framesIn: number;
+  repliesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  lateReplies: number;
+  frameErrors: number;
+  handlerErrors: number;
+  workerFailures: number;
+}
+
+export interface ServerStats {
+  state: ServerState;
+  connections: { active: number; paused: number; queuedBytes: number; inFlight: number };
+  counters: ServerCounters;
+  dispatcher: DispatcherStats;
+}
+
+export interface DrainReport {
+  /** Connections open when close() began. */
+  connections: number;
+  /** Of those, how many closed gracefully before the deadline. */
+  drained: number;
+  /** Destroyed at the deadline. */
+  destroyed: number;
+}
+
+const TICK_MS = 250;
+
+export class ShoalServer extends EventEmitter {
+  readonly options: ResolvedOptions;
+  readonly #dispatcher: Dispatcher;
+  readonly #connections = new Set<Connection>();
+  readonly #perIp = new Map<string, number>();
+  readonly #counters: ServerCounters = {
+    connectionsAccepted: 0,
+    connectionsRejected: 0,
+    framesIn: 0,
+    repliesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    lateReplies: 0,
+    frameErrors: 0,
+    handlerErrors: 0,
+    workerFailures: 0,
+  };
+  readonly #limits: ConnectionLimits;
+  #net: NetServer | null = null;
+  #state: ServerState = 'new';
+  #nextId = 1;
+  #tick: NodeJS.Timeout | null = null;
+  #closing: Promise<DrainReport> | null = null;
+
+  constructor(options: ServerOptions) {
+    super();
+    const o = (this.options = resolveOptions(options));
+    const events: DispatchEvents = {
+      handlerError: (target, seq, error) => this.#onHandlerError(target.id, seq, error),
+      workerFailure: (error, messages) => {
+        this.#counters.workerFailures++;
+        o.logger.error({ err: error, messages }, 'worker failed; its messages got the error policy');
+        this.emit('workerFailure', error, messages);
+      },
+    };
+    const runtime = { handlerUrl: o.handlerUrl, codec: o.codec, routing: o.routing, onHandlerError: o.onHandlerError };
+    this.#dispatcher =
+      o.workers === 0
+        ? new InlineDispatcher(runtime, o.framing, events)
+        : new PoolDispatcher(
+            {
+              workers: o.workers,
+              tasksPerWorker: o.tasksPerWorker,
+              batchMaxFrames: o.batchMaxFrames,
+              batchMaxBytes: o.batchMaxBytes,
+              maxPendingFrames: o.maxPendingFrames,
+              maxPendingBytes: o.maxPendingBytes,
+              startupTimeout: o.startupTimeout,
+              atomics: o.atomics,
+              onHandlerError: o.onHandlerError,
+            },
+            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame },
+            o.framing,
+            events,
+          );
+    this.#dispatcher.on('saturated', () => {
+      o.logger.warn({ budget: 'maxPendingFrames' }, 'pool queue full: reading paused on every connection');
+      for (const c of this.#connections) c.setPoolPaused(true);
+    });
+    this.#dispatcher.on('unsaturated', () => {
+      for (const c of this.#connections) c.setPoolPaused(false);
+    });
+    this.#limits = {
+      maxInFlight: o.maxInFlightPerConnection,
+      sendHighWater: o.sendHighWater,
+      sendLowWater: o.sendLowWater,
+      sendTimeout: o.sendTimeout,
+      idleTimeout: o.idleTimeout,
+    };
+  }
+
+  get state(): ServerState {
+    return this.#state;
+  }
+
+  /** False from the moment close() begins: a balancer should stop sending connections. */
+  get ready(): boolean {
+    return this.#state === 'listening';
+  }
+
+  get dispatcher(): Dispatcher {
+    return this.#dispatcher;
+  }
+
+  /** Warm every worker (load the handler, run setup()), then listen. Rejects with a ShoalError. */
+  async listen(opts: ListenOptions = {}): Promise<AddressInfo> {
+    if (this.#state !== 'new') {
+      throw new ShoalError('SHOAL_SERVER_CLOSED', `listen() called on a server that is ${this.#state}`);
+    }
+    this.#state = 'starting';
+    const o = this.options;
+    try {
+      await this.#dispatcher.start();
+    } catch (err) {
+      this.#state = 'closed';
+      throw err;
+    }
+    if (this.#state !== 'starting') {
+      await this.#dispatcher.close(1000);
+      throw new ShoalError('SHOAL_SERVER_CLOSED', 'server closed while starting');
+    }
+    const net = createNetServer({ allowHalfOpen: true, noDelay: true }, this.#onConnection);
+    this.#net = net;
+    net.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
+    try {
+      await once(net, 'listening');
+    } catch (err) {
+      this.#net = null;
+      this.#state = 'closed';
+      await this.#dispatcher.close(1000);
+      throw err;
+    }
+    net.on('error', (err) => o.logger.error({ err }, 'listener error'));
+    this.#tick = setInterval(this.#onTick, TICK_MS);
+    this.#tick.unref();
+    this.#state = 'listening';
+    const address = net.address() as AddressInfo;
+    o.logger.info(
+      {
+        address: address.address,
+        port: address.port,
+        workers: o.workers,
+        framing: o.framing.name,
+        codec: o.codec,
+        handler: o.handlerUrl,
+      },
+      'listening',
+    );
+    return address;
+  }
+
+  address(): AddressInfo | null {
+    return (this.#net?.address() as AddressInfo | null) ?? null;
+  }
+
+  readonly #onConnection = (socket: Socket): void => {
+    const o = this.options;
+    if (this.#state !== 'listening') {
+      socket.destroy();
+      return;
+    }
+    // Over a cap the connection is accepted and closed at once (the peer sees a
+    // close, not a hang): libuv has already accepted it, so that is the honest answer.
+    const ip = socket.remoteAddress ?? '';
+    if (this.#connections.size >= o.maxConnections) {
+      this.#reject(socket, 'maxConnections', o.maxConnections);
+      return;
+    }
+    if (o.maxConnectionsPerIp > 0 && (this.#perIp.get(ip) ?? 0) >= o.maxConnectionsPerIp) {
+      this.#reject(socket, 'maxConnectionsPerIp', o.maxConnectionsPerIp);
+      return;
+    }
+    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    this.#counters.connectionsAccepted++;
+    const conn = new Connection(
+      this.#nextId++,
+      socket,
+      o.framing,
+      this.#dispatcher,
+      this.#limits,
+      { onClose: this.#onConnectionClose, onError: this.#onConnectionError },
+      o.logger,
+    );
+    this.#connections.add(conn);
+    if (this.#dispatcher.saturated) conn.setPoolPaused(true);
+    this.emit('connection', conn);
+  };
+
+  #reject(socket: Socket, budget: string, limit: number): void {
+    this.#counters.connectionsRejected++;
+    socket.on('error', () => {});
+    socket.destroy();
+    this.options.logger.warn({ budget, limit, remote: socket.remoteAddress }, 'connection refused: budget reached');
+    this.emit('budget', budget);
+  }
+
+  readonly #onConnectionClose = (conn: Connection, error: ShoalError | null): void => {
+    this.#connections.delete(conn);
+    const ip = conn.remoteAddress;
+    const left = (this.#perIp.get(ip) ?? 1) - 1;
+    if (left <= 0) this.#perIp.delete(ip);
+    else this.#perIp.set(ip, left);
+    const c = this.#counters;
+    c.framesIn += conn.counters.framesIn;
+    c.repliesOut += conn.counters.repliesOut;
+    c.bytesIn += conn.counters.bytesIn;
+    c.bytesOut += conn.counters.bytesOut;
+    c.lateReplies += conn.counters.lateReplies;
+    this.emit('connectionClose', conn, error);
+    if (this.#connections.size === 0) this.emit('idle');
+  };
+
+  readonly #onConnectionError = (conn: Connection, error: ShoalError): void => {
+    if (error.code.startsWith('SHOAL_FRAME')) this.#counters.frameErrors++;
+    this.options.logger.warn({ conn: conn.id, remote: conn.remoteAddress, code: error.code, err: error.message }, 'connection error');
+    this.emit('connectionError', conn, error);
+  };
+
+  #onHandlerError(connId: number, seq: number, error: SerializedError): void {
+    this.#counters.handlerErrors++;
+    this.options.logger.warn(
+      { conn: connId, seq, code: error.code, err: error.message, policy: this.options.onHandlerError },
+      'handler error',
+    );
+    this.emit('handlerError', error, connId, seq);
+  }
+
+  readonly #onTick = (): void => {
+    const now = Date.now();
+    for (const c of this.#connections) c.tick(now);
+  };
+
+  get connections(): ReadonlySet<Connection> {
+    return this.#connections;
+  }
+
+  stats(): ServerStats {
+    const counters = { ...this.#counters };
+    let paused = 0;
+    let queuedBytes = 0;
+    let inFlight = 0;
+    for (const c of this.#connections) {
+      if (c.paused) paused++;
+      queuedBytes += c.queuedBytes;
+      inFlight += c.inFlight;
+      counters.framesIn += c.counters.framesIn;
+      counters.repliesOut += c.counters.repliesOut;
+      counters.bytesIn += c.counters.bytesIn;
+      counters.bytesOut += c.counters.bytesOut;
+      counters.lateReplies += c.counters.lateReplies;
+    }
+    return {
+      state: this.#state,
+      connections: { active: this.#connections.size, paused, queuedBytes, inFlight },
+      counters,
+      dispatcher: this.#dispatcher.stats(),
+    };
+  }
+
+  /** Graceful close; idempotent. Resolves when everything is closed (never later than drainTimeout + teardown). */
+  close(): Promise<DrainReport> {
+    this.#closing ??= this.#close(this.options.drainTimeout);
+    return this.#closing;
+  }
+
+  /** Immediate close: connections destroyed, pool destroyed. */
+  destroy(): Promise<DrainReport> {
+    this.#closing ??= this.#close(0);
+    for (const c of this.#connections) c.destroy(new ShoalError('SHOAL_SERVER_CLOSED', 'server destroyed'));
+    return this.#closing;
+  }
+
+  async #close(drainTimeout: number): Promise<DrainReport> {
+    const o = this.options;
+    const wasStarting = this.#state === 'new' || this.#state === 'starting';
+    this.#state = 'closing';
+    this.emit('closing');
+    const report: DrainReport = { connections: this.#connections.size, drained: 0, destroyed: 0 };
+    o.logger.info({ connections: report.connections, drainTimeout }, 'shutdown: stop accepting, draining connections');
+    const net = this.#net;
+    const listenerClosed = net ? new Promise<void>((r) => net.close(() => r())) : Promise.resolve();
+    for (const c of this.#connections) c.shutdown(o.goAway);
+    if (this.#connections.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((r) => (timer = setTimeout(r, drainTimeout)));
+      await Promise.race([once(this, 'idle'), deadline]);
+      clearTimeout(timer);
+      report.destroyed = this.#connections.size;
+      report.drained = report.connections - report.destroyed;
+      if (report.destroyed > 0) {
+        o.logger.warn({ destroyed: report.destroyed }, 'drain deadline reached: destroying what is left');
+        for (const c of this.#connections) c.destroy(new ShoalError('SHOAL_SERVER_CLOSED', 'drain deadline reached'));
+        if (this.#connections.size > 0) await once(this, 'idle');
+      }
+    }
+    await listenerClosed;
+    if (this.#tick) clearInterval(this.#tick);
+    if (!wasStarting || this.#net) await this.#dispatcher.close(Math.max(1000, Math.min(5000, drainTimeout)));
+    this.#state = 'closed';
+    o.logger.info({ ...report }, 'all done');
+    this.emit('close', report);
+    return report;
+  }
+}
+
+export function createServer(options: ServerOptions): ShoalServer {
+  return new ShoalServer(options);
+}

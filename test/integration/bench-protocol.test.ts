@@ -1,0 +1,28 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLES, benchBody, start } from '../helpers/server.js';
+import type { Running } from '../helpers/server.js';
+
+// The reference vectors of shared/bench-protocol.md, through real sockets and worker threads.
+const SPIDERMAN = 'i am spiderman.';
+const D1 = 'd69fc959dd3e23abac25fc9a7fee91aef9fad24bfb162227654bca21764c5b7d';
+const D2 = '3a1af3ef2fa6a9f573277feb8a61655ae5d31499d5e7bc80dfc59004082787ac';
+
+describe.each([0, 2])('bench protocol reference vectors, workers: %i', (workers) => {
+  let s: Running;
+  beforeAll(async () => {
+    s = await start({ handler: EXAMPLES.bench, workers });
+  });
+  afterAll(() => s.close());
+
+  it('K=0 echoes, K=1 and K=2 hash', async () => {
+    const c = await s.client();
+    const [r0, r1, r2] = await Promise.all([
+      c.request(benchBody(0, SPIDERMAN)),
+      c.request(benchBody(1, SPIDERMAN)),
+      c.request(benchBody(2, SPIDERMAN)),
+    ]);
+    expect(r0.toString()).toBe(SPIDERMAN);
+    expect(r1.toString('hex')).toBe(D1);
+    expect(r2.toString('hex')).toBe(D2);
+  });
+});

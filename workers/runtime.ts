@@ -1,0 +1,233 @@
+/**
+ * The handler runtime: loads the user's module, decodes a frame with the codec,
+ * routes it, calls the handler, and normalizes what it returns into reply bodies.
+ *
+ * Used in two places with identical behaviour: inside every pool worker
+ * (workers/worker.ts) and on the main thread when `workers: 0`.
+ */
+import { BadRequestError, HandlerLoadError, serializeError } from '../src/errors.js';
+import type { SerializedError } from '../src/errors.js';
+import { decodeMessage, encodeReply } from './codec.js';
+import type { Codec } from './codec.js';
+
+export type ErrorPolicy = 'close' | 'error-frame' | 'drop';
+
+/** Plain data describing the runtime; sent to workers as workerData. */
+export interface RuntimeSpec {
+  handlerUrl: string;
+  codec: Codec;
+  routing: { idBytes: 2 | 4 } | null;
+  onHandlerError: ErrorPolicy;
+}
+
+/** What a handler gets besides the message. */
+export interface HandlerContext {
+  readonly connectionId: number;
+  readonly sequence: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** The message id when routing is on, else undefined. */
+  readonly routeId: number | undefined;
+  /** Queue an extra reply frame, written before the handler's return value. */
+  send(reply: unknown): void;
+}
+
+export type Handler = (message: any, ctx: HandlerContext) => unknown;
+
+interface HandlerModule {
+  handler: Handler | null;
+  routes: Map<number, Handler> | null;
+  setup: ((info: { threadId: number }) => unknown) | null;
+  teardown: (() => unknown) | null;
+  errorReply: ((error: SerializedError, ctx: HandlerContext) => unknown) | null;
+}
+
+/** Normalized replies: null (none), one body, or several in order. */
+export type Replies = Uint8Array | Uint8Array[] | null;
+
+/** What a failed message turns into under the error policy. */
+export interface FailureOutcome {
+  close: boolean;
+  replies: Replies;
+  error: SerializedError;
+}
+
+export class Context implements HandlerContext {
+  extra: unknown[] | null = null;
+  constructor(
+    readonly connectionId: number,
+    readonly sequence: number,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+    public routeId: number | undefined,
+  ) {}
+  send(reply: unknown): void {
+    (this.extra ??= []).push(reply);
+  }
+}
+
+function pick(mod: Record<string, unknown>, name: string): unknown {
+  if (mod[name] !== undefined) return mod[name];
+  const d = mod.default;
+  return d !== null && typeof d === 'object' ? (d as Record<string, unknown>)[name] : undefined;
+}
+
+function asFunction<T>(value: unknown, name: string, url: string): T | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'function') throw new HandlerLoadError(`${name} exported by ${url} is not a function`);
+  return value as T;
+}
+
+async function loadModule(url: string): Promise<HandlerModule> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    throw new HandlerLoadError(`cannot load handler module ${url}: ${(err as Error)?.message ?? String(err)}`, err);
+  }
+  const handler = asFunction<Handler>(typeof mod.default === 'function' ? mod.default : pick(mod, 'handler'), 'handler', url);
+  let routes: Map<number, Handler> | null = null;
+  const rawRoutes = pick(mod, 'routes');
+  if (rawRoutes !== undefined && rawRoutes !== null) {
+    const entries = rawRoutes instanceof Map ? [...rawRoutes.entries()] : Object.entries(rawRoutes as object);
+    routes = new Map();
+    for (const [key, fn] of entries) {
+      const id = Number(key);
+      if (!Number.isInteger(id) || id < 0) throw new HandlerLoadError(`route id ${String(key)} in ${url} is not an integer >= 0`);
+      if (typeof fn !== 'function') throw new HandlerLoadError(`route ${id} in ${url} is not a function`);
+      routes.set(id, fn as Handler);
+    }
+  }
+  if (!handler && !routes) {
+    throw new HandlerLoadError(`handler module ${url} exports no handler: export a default function, 'handler' or 'routes'`);
+  }
+  return {
+    handler,
+    routes,
+    setup: asFunction(pick(mod, 'setup'), 'setup', url),
+    teardown: asFunction(pick(mod, 'teardown'), 'teardown', url),
+    errorReply: asFunction(pick(mod, 'errorReply'), 'errorReply', url),
+  };
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && typeof v === 'object' && typeof (v as { then?: unknown }).then === 'function';
+}
+
+export class HandlerRuntime {
+  readonly spec: RuntimeSpec;
+  readonly #mod: HandlerModule;
+  #tornDown = false;
+
+  private constructor(spec: RuntimeSpec, mod: HandlerModule) {
+    this.spec = spec;
+    this.#mod = mod;
+  }
+
+  /** Load the module and run its setup(); throws HandlerLoadError. */
+  static async load(spec: RuntimeSpec, threadId: number): Promise<HandlerRuntime> {
+    const mod = await loadModule(spec.handlerUrl);
+    if (spec.routing && !mod.routes) {
+      throw new HandlerLoadError(`routing is on but ${spec.handlerUrl} exports no 'routes'`);
+    }
+    if (!spec.routing && !mod.handler) {
+      throw new HandlerLoadError(`${spec.handlerUrl} exports only 'routes': turn routing on, or export a default handler`);
+    }
+    if (mod.setup) {
+      try {
+        await mod.setup({ threadId });
+      } catch (err) {
+        throw new HandlerLoadError(`setup() of ${spec.handlerUrl} failed: ${(err as Error)?.message ?? String(err)}`, err);
+      }
+    }
+    return new HandlerRuntime(spec, mod);
+  }
+
+  async teardown(): Promise<void> {
+    if (this.#tornDown) return;
+    this.#tornDown = true;
+    await this.#mod.teardown?.();
+  }
+
+  /**
+   * Run one frame. Returns normalized replies, or a Promise of them when the
+   * handler is async (sync handlers never pay for a Promise). Throws what the
+   * handler throws; the caller applies the error policy via fail().
+   */
+  run(frame: Buffer, ctx: Context): Replies | Promise<Replies> {
+    const spec = this.spec;
+    let handler = this.#mod.handler;
+    let body = frame;
+    if (spec.routing) {
+      const n = spec.routing.idBytes;
+      if (frame.length < n) throw new BadRequestError(`message of ${frame.length} bytes has no ${n}-byte route id`);
+      const id = n === 4 ? frame.readUInt32BE(0) : frame.readUInt16BE(0);
+      const routed = this.#mod.routes!.get(id);
+      if (!routed) throw new BadRequestError(`no route for message id ${id}`);
+      handler = routed;
+      ctx.routeId = id;
+      body = frame.subarray(n);
+    }
+    const result = handler!(decodeMessage(body, spec.codec), ctx);
+    if (isThenable(result)) return Promise.resolve(result).then((r) => this.#normalize(r, ctx));
+    return this.#normalize(result, ctx);
+  }
+
+  /** Apply the error policy to a failed message. Never throws. */
+  fail(err: unknown, ctx: Context): FailureOutcome {
+    const error = serializeError(err);
+    const policy = this.spec.onHandlerError;
+    if (policy === 'close') return { close: true, replies: null, error };
+    if (policy === 'drop') return { close: false, replies: null, error };
+    let replies: Replies;
+    try {
+      const custom = this.#mod.errorReply ? this.#mod.errorReply(error, ctx) : undefined;
+      replies = custom === undefined ? defaultErrorReply(error) : this.#pack(custom, ctx.routeId);
+    } catch {
+      replies = defaultErrorReply(error);
+    }
+    return { close: false, replies, error };
+  }
+
+  #normalize(result: unknown, ctx: Context): Replies {
+    const routeId = ctx.routeId;
+    if (ctx.extra === null) return this.#pack(result, routeId);
+    const out: Uint8Array[] = [];
+    for (const r of [...ctx.extra, result]) {
+      const p = this.#pack(r, routeId);
+      if (p === null) continue;
+      if (Array.isArray(p)) out.push(...p);
+      else out.push(p);
+    }
+    return out.length === 0 ? null : out;
+  }
+
+  #pack(result: unknown, routeId: number | undefined): Replies {
+    if (result === null || result === undefined) return null;
+    if (Array.isArray(result)) {
+      const out: Uint8Array[] = [];
+      for (const r of result) {
+        if (r === null || r === undefined) continue;
+        out.push(this.#one(r, routeId));
+      }
+      return out.length === 0 ? null : out;
+    }
+    return this.#one(result, routeId);
+  }
+
+  #one(value: unknown, routeId: number | undefined): Uint8Array {
+    const body = encodeReply(value, this.spec.codec);
+    if (routeId === undefined) return body;
+    const n = this.spec.routing!.idBytes;
+    const out = Buffer.allocUnsafe(n + body.length);
+    if (n === 4) out.writeUInt32BE(routeId, 0);
+    else out.writeUInt16BE(routeId, 0);
+    out.set(body, n);
+    return out;
+  }
+}
+
+/** The error frame body when the module has no errorReply(): {"error":{"code","message"}}. */
+export function defaultErrorReply(error: SerializedError): Uint8Array {
+  return Buffer.from(JSON.stringify({ error: { code: error.code, message: error.message } }));
+}

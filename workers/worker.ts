@@ -1,0 +1,69 @@
+/**
+ * The Piscina entry: a thin shell around the handler runtime.
+ *
+ * The user's module is loaded lazily by the first task, never at import time:
+ * a worker that fails before Piscina marks it ready stops the pool from
+ * respawning, so load errors must surface as task results instead.
+ */
+import { threadId, workerData } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { serializeError } from '../src/errors.js';
+import type { BarrierResult, BarrierTask, BatchResult, Task, WorkerSpec } from '../src/dispatch/protocol.js';
+import { createFraming } from '../src/framing/index.js';
+import type { FrameEncoder } from '../src/framing/types.js';
+import { runBatch } from './batch.js';
+import { HandlerRuntime } from './runtime.js';
+
+const spec = workerData as WorkerSpec;
+const encoder: FrameEncoder | null = spec.framing ? createFraming(spec.framing, spec.maxFrame).encoder : null;
+let runtime: Promise<HandlerRuntime> | null = null;
+/** Barriers this worker already took part in (by their SharedArrayBuffer). */
+const joined = new WeakSet<SharedArrayBuffer | ArrayBuffer>();
+
+function getRuntime(): Promise<HandlerRuntime> {
+  return (runtime ??= HandlerRuntime.load(spec.runtime, threadId));
+}
+
+/**
+ * Every worker must run init (and teardown) exactly once, but Piscina picks the
+ * worker. So each worker that joins blocks until all `parties` have joined (or
+ * one failed, or the time is up); extra copies of the task that land on a worker
+ * that already joined answer `again` at once. The caller sends enough copies.
+ */
+async function barrier(task: BarrierTask): Promise<BarrierResult> {
+  const sab = task.barrier.buffer;
+  if (joined.has(sab)) return { threadId, again: true, error: null };
+  joined.add(sab);
+  let error = null;
+  try {
+    if (task.kind === 'init') await getRuntime();
+    else await (await getRuntime()).teardown();
+  } catch (err) {
+    error = serializeError(err);
+    Atomics.store(task.barrier, 1, 1);
+  }
+  Atomics.add(task.barrier, 0, 1);
+  Atomics.notify(task.barrier, 0);
+  const deadline = Date.now() + task.timeoutMs;
+  for (;;) {
+    const arrived = Atomics.load(task.barrier, 0);
+    if (arrived >= task.parties || Atomics.load(task.barrier, 1) !== 0) break;
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    Atomics.wait(task.barrier, 0, arrived, left);
+  }
+  return { threadId, again: false, error };
+}
+
+export default async function task(t: Task): Promise<unknown> {
+  if (t.kind === 'batch') {
+    const result: BatchResult = await runBatch(t, await getRuntime(), encoder);
+    const transfer = [result.meta.buffer, result.data.buffer];
+    // Piscina transfers what a moved object lists under its transferable symbol (no copy).
+    return Piscina.move({
+      [Piscina.transferableSymbol]: transfer,
+      [Piscina.valueSymbol]: result,
+    } as unknown as ArrayBuffer);
+  }
+  return barrier(t);
+}
