@@ -55,6 +55,7 @@ export async function runBatch(
   runtime: HandlerRuntime,
   encoder: FrameEncoder | null,
 ): Promise<BatchResult> {
+  const started = performance.now();
   const { count, buf, peers } = task;
   const metaIn = new Uint32Array(buf, 0, count * META_IN);
   const dataStart = count * META_IN * 4;
@@ -117,5 +118,5 @@ export async function runBatch(
       else fail(index, ctx, s.reason);
     }
   }
-  return { meta: metaOut, data: packer.buf, errors };
+  return { meta: metaOut, data: packer.buf, errors, elapsedMs: performance.now() - started };
 }

@@ -13,6 +13,13 @@ import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from
 
 const WORKER_FILE = fileURLToPath(new URL('../../workers/worker.js', import.meta.url));
 
+/**
+ * How much work one batch should carry, in ms of handler time. Large enough that
+ * Piscina's fixed cost per task (~60 µs) is amortized, small enough that a slot
+ * never holds a long queue of CPU-heavy messages while another core idles.
+ */
+const TARGET_BATCH_MS = 2;
+
 export interface PoolOptions {
   workers: number;
   tasksPerWorker: number;
@@ -57,6 +64,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #scheduled = false;
   #saturated = false;
   #stamp = 0;
+  /** Moving average of handler time per frame (ms), measured in the workers. */
+  #costPerFrame = 0;
+  #closing = false;
 
   #batchesInFlight = 0;
   #framesInFlight = 0;
@@ -154,10 +164,11 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const n = this.#qFrames.length;
     let free = this.#slots - this.#batchesInFlight;
     if (n === 0 || free <= 0 || this.#pool === null) return;
+    const cap = this.#batchCap();
     let start = 0;
     while (start < n && free > 0) {
       // Spread what waits evenly over the free slots, within the batch caps.
-      const want = Math.min(o.batchMaxFrames, Math.ceil((n - start) / free));
+      const want = Math.min(cap, Math.ceil((n - start) / free));
       let end = start;
       let bytes = 0;
       while (end < n && end - start < want) {
@@ -192,6 +203,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       this.emit('unsaturated');
     }
   };
+
+  /** Frames per batch: about TARGET_BATCH_MS of work, within [1, batchMaxFrames]. */
+  #batchCap(): number {
+    const cost = this.#costPerFrame;
+    if (cost <= 0) return this.#o.batchMaxFrames;
+    return Math.max(1, Math.min(this.#o.batchMaxFrames, Math.floor(TARGET_BATCH_MS / cost)));
+  }
 
   #send(start: number, end: number, bytes: number): void {
     const count = end - start;
@@ -236,6 +254,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #settled(count: number): void {
     this.#batchesInFlight--;
     this.#framesInFlight -= count;
+    if (this.#batchesInFlight === 0 && this.#qFrames.length === 0) this.emit('idle');
     this.#schedule();
   }
 
@@ -244,6 +263,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const n = targets.length;
     this.#settled(n);
     const { meta } = result;
+    const cost = result.elapsedMs / n;
+    this.#costPerFrame = this.#costPerFrame === 0 ? cost : this.#costPerFrame * 0.8 + cost * 0.2;
     if (result.errors !== null) {
       for (const e of result.errors) this.#events.handlerError(targets[e.index]!, seqs[e.index]!, e);
     }
@@ -292,6 +313,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       err instanceof ShoalError
         ? err.toJSON()
         : { code: 'SHOAL_WORKER_DIED', message: `worker failed: ${(err as Error)?.message ?? String(err)}` };
+    if (this.#closing) return; // killed by close() at its deadline: the connections are gone
     this.#events.workerFailure(error, targets.length);
     const policy = this.#o.onHandlerError;
     let errorFrame: Buffer | null = null;
@@ -326,8 +348,27 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     return this.#pool;
   }
 
+  /**
+   * Let batches in flight finish (their connections are gone or drained, but a
+   * worker killed mid-task would only log noise), then teardown() everywhere,
+   * then destroy the threads. Every step is bounded by timeoutMs.
+   */
   async close(timeoutMs: number): Promise<void> {
     if (this.#pool === null) return;
+    this.#closing = true;
+    // Frames still waiting belong to connections that were destroyed: nobody is left to answer.
+    this.#qTargets = [];
+    this.#qSeqs = [];
+    this.#qFrames = [];
+    this.#qBytes = 0;
+    if (this.#batchesInFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise((r) => this.once('idle', r)),
+        new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+    }
     await this.#barrier('teardown', timeoutMs).catch(() => []);
     await this.#destroyPool();
   }

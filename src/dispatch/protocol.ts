@@ -49,6 +49,8 @@ export interface BatchResult {
   data: Uint8Array;
   /** Handler errors, for the main thread to log and count; null when none. */
   errors: BatchError[] | null;
+  /** Time the worker spent on the batch, in ms (sizes the next batches). */
+  elapsedMs: number;
 }
 
 /** Warm-up and teardown: every worker must take part exactly once (see workers/worker.ts). */
