@@ -38,8 +38,10 @@ export function resolveLengthOptions(o: LengthFramingOptions, defaultMaxFrame: n
   if (!Number.isInteger(lengthFieldOffset) || lengthFieldOffset < 0) {
     throw new InvalidOptionError(`framing.lengthFieldOffset must be an integer >= 0 (got ${lengthFieldOffset})`);
   }
-  if (!(lengthFieldLength in FIELD_MAX)) {
-    throw new InvalidOptionError(`framing.lengthFieldLength must be 1, 2, 3, 4 or 8 (got ${lengthFieldLength})`);
+  // Not `in FIELD_MAX`: that admits the string '4' (from JSON or a CLI flag, which then turns
+  // `offset + length` into string concatenation) and inherited keys such as 'toString'.
+  if (typeof lengthFieldLength !== 'number' || !Object.hasOwn(FIELD_MAX, lengthFieldLength)) {
+    throw new InvalidOptionError(`framing.lengthFieldLength must be 1, 2, 3, 4 or 8 (got ${JSON.stringify(lengthFieldLength)})`);
   }
   if (byteOrder !== 'be' && byteOrder !== 'le') {
     throw new InvalidOptionError(`framing.byteOrder must be 'be' or 'le' (got ${String(byteOrder)})`);

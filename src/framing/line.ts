@@ -9,7 +9,9 @@ import type { DelimiterFramingOptions, FrameDecoder, FrameEncoder, Framing, Line
  *
  * A maximum length is mandatory: without one a peer that never sends the
  * delimiter grows our buffer forever. It is enforced as bytes are scanned, so
- * an overlong frame fails as soon as maxFrame bytes arrive without a delimiter.
+ * an overlong frame fails as soon as it is certainly longer than maxFrame: at
+ * maxFrame + 1 bytes without a delimiter, unless the last bytes may still be the
+ * start of one (then at most maxFrame + delimiter length bytes are held).
  */
 export class DelimiterDecoder implements FrameDecoder {
   consumed = 0;
@@ -33,8 +35,12 @@ export class DelimiterDecoder implements FrameDecoder {
     const at = delim.length === 1 ? buf.indexOf(delim[0]!, from) : buf.indexOf(delim, from);
     if (at < 0) {
       const avail = buf.length - offset;
-      // The delimiter (maybe split) and a stripped '\r' may still follow maxFrame bytes.
-      if (avail > this.#max + delim.length - 1 + (this.#stripCR ? 1 : 0)) throw new FrameTooLargeError(avail, this.#max);
+      if (avail > this.#max) {
+        // Fail as soon as the frame is certainly too long: every byte counts except a tail that
+        // may still turn out to be the start of the delimiter (or a '\r' that stripCR removes).
+        const known = avail - this.#openTail(buf, offset);
+        if (known > this.#max) throw new FrameTooLargeError(known, this.#max);
+      }
       this.#scanned = avail;
       this.needed = avail + 1;
       return null;
@@ -45,6 +51,22 @@ export class DelimiterDecoder implements FrameDecoder {
     this.#scanned = 0;
     this.consumed = at + delim.length - offset;
     return buf.subarray(offset, end);
+  }
+
+  /** Length of the longest suffix of buf[offset..] that could still be cut off the frame. */
+  #openTail(buf: Buffer, offset: number): number {
+    const delim = this.#delim;
+    const avail = buf.length - offset;
+    let tail = 0;
+    // The longest suffix that is a proper prefix of the delimiter (O(d²), only past maxFrame).
+    for (let k = Math.min(delim.length - 1, avail); k > 0; k--) {
+      if (buf.compare(delim, 0, k, buf.length - k, buf.length) === 0) {
+        tail = k;
+        break;
+      }
+    }
+    if (this.#stripCR && tail < avail && buf[buf.length - tail - 1] === 0x0d) tail++;
+    return tail;
   }
 }
 

@@ -8,11 +8,23 @@ import type { FrameDecoder } from './types.js';
  * decoder says it has enough bytes to make progress, so a large frame arriving
  * in many small chunks is copied once, not once per chunk. Frames returned are
  * views into the chunk (or merged buffer), never copies.
+ *
+ * A decoder that cannot say how many bytes it needs (a delimiter scan) asks for
+ * one more byte each time, so every new chunk causes a merge. Merged bytes go
+ * into a buffer grown geometrically (Vec-style): a later chunk is appended into
+ * its spare room, and the bytes already held are copied only when it doubles,
+ * so a long line arriving in small chunks costs O(n) copying, not O(n²). The price
+ * is memory: the buffer may be up to twice the bytes held (the decoder's maxFrame
+ * bounds those).
+ * Bytes before #off are never written again: frames handed out still view them.
  */
 export class FrameReader {
   readonly #decoder: FrameDecoder;
+  /** Bytes received: [#off, #buf.length) not yet cut. A chunk, or a view of #room. */
   #buf: Buffer = Buffer.alloc(0);
   #off = 0;
+  /** The buffer we allocated for merges when #buf views its start, else null (never a peer's chunk). */
+  #room: Buffer | null = null;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
   #needed = 1;
@@ -31,6 +43,7 @@ export class FrameReader {
     if (this.#off === this.#buf.length && this.#pendingBytes === 0) {
       this.#buf = chunk;
       this.#off = 0;
+      this.#room = null;
     } else {
       this.#pending.push(chunk);
       this.#pendingBytes += chunk.length;
@@ -69,9 +82,37 @@ export class FrameReader {
   }
 
   #merge(): void {
-    const parts = this.#off < this.#buf.length ? [this.#buf.subarray(this.#off), ...this.#pending] : this.#pending;
-    this.#buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    this.#off = 0;
+    const held = this.#buf.length - this.#off;
+    const pending = this.#pending;
+    const room = this.#room;
+    if (held === 0 && pending.length === 1) {
+      // Nothing left of the current buffer: the waiting chunk becomes it, uncopied.
+      this.#buf = pending[0]!;
+      this.#off = 0;
+      this.#room = null;
+    } else if (room !== null && this.#buf.length + this.#pendingBytes <= room.length) {
+      // Append into the spare room after the held bytes; nothing already held moves.
+      let end = this.#buf.length;
+      for (const c of pending) {
+        room.set(c, end);
+        end += c.length;
+      }
+      this.#buf = room.subarray(0, end);
+    } else {
+      // A new buffer, with room to double when the held bytes are most of it (a growing scan);
+      // just the bytes needed when new chunks are most of it (a known length, copied once).
+      const total = held + this.#pendingBytes;
+      const next = Buffer.allocUnsafe(Math.max(total, 2 * held));
+      next.set(this.#buf.subarray(this.#off), 0);
+      let end = held;
+      for (const c of pending) {
+        next.set(c, end);
+        end += c.length;
+      }
+      this.#buf = next.subarray(0, end);
+      this.#off = 0;
+      this.#room = next;
+    }
     this.#pending = [];
     this.#pendingBytes = 0;
   }
@@ -79,6 +120,7 @@ export class FrameReader {
   #discard(): void {
     this.#buf = Buffer.alloc(0);
     this.#off = 0;
+    this.#room = null;
     this.#pending = [];
     this.#pendingBytes = 0;
     this.#needed = 1;
