@@ -85,6 +85,14 @@ export class HandlerError extends ShoalError {
   }
 }
 
+export class HandlerTimeoutError extends ShoalError {
+  readonly timeout: number;
+  constructor(timeout: number) {
+    super('SHOAL_HANDLER_TIMEOUT', `handler ran past handlerTimeout (${timeout} ms)`);
+    this.timeout = timeout;
+  }
+}
+
 /** Thrown by a handler to say "this message is malformed for my protocol". */
 export class BadRequestError extends ShoalError {
   constructor(message: string) {

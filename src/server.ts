@@ -100,7 +100,7 @@ export class ShoalServer extends EventEmitter {
     const runtime = { handlerUrl: o.handlerUrl, codec: o.codec, routing: o.routing, onHandlerError: o.onHandlerError };
     this.#dispatcher =
       o.workers === 0
-        ? new InlineDispatcher(runtime, o.framing, events)
+        ? new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout)
         : new PoolDispatcher(
             {
               workers: o.workers,
@@ -112,8 +112,9 @@ export class ShoalServer extends EventEmitter {
               startupTimeout: o.startupTimeout,
               atomics: o.atomics,
               onHandlerError: o.onHandlerError,
+              handlerTimeout: o.handlerTimeout,
             },
-            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame },
+            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout },
             o.framing,
             events,
           );

@@ -2,7 +2,8 @@
  * Runs one batch through the handler runtime and packs the replies.
  * Pure of threads: the worker calls it, and so do unit tests.
  */
-import { META_IN, META_OUT, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
+import { HandlerTimeoutError } from '../src/errors.js';
+import { META_IN, META_OUT, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
 import type { BatchError, BatchResult, BatchTask } from '../src/dispatch/protocol.js';
 import type { FrameEncoder } from '../src/framing/types.js';
 import { Context } from './runtime.js';
@@ -50,13 +51,23 @@ export class ReplyPacker {
   }
 }
 
+/** Reject after `ms` unless `promise` settles first (the timer never outlives the race). */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HandlerTimeoutError(ms)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export async function runBatch(
   task: BatchTask,
   runtime: HandlerRuntime,
   encoder: FrameEncoder | null,
+  handlerTimeout = 0,
 ): Promise<BatchResult> {
   const started = performance.now();
-  const { count, buf, peers } = task;
+  const { count, buf, peers, progress } = task;
   const metaIn = new Uint32Array(buf, 0, count * META_IN);
   const dataStart = count * META_IN * 4;
   const metaOut = new Uint32Array(count * META_OUT);
@@ -98,6 +109,9 @@ export async function runBatch(
     const frame = Buffer.from(buf, dataStart + metaIn[m + 2]!, metaIn[m + 3]!);
     const ctx = new Context(peers[p] as number, metaIn[m + 1]!, peers[p + 1] as string, peers[p + 2] as number, undefined);
     let result: Replies | Promise<Replies>;
+    // One store per message (two with a timeout): cheap, and it names the culprit if we die here.
+    if (handlerTimeout > 0) progress[PROGRESS_STARTED] = Date.now();
+    progress[PROGRESS_INDEX] = i;
     try {
       result = runtime.run(frame, ctx);
     } catch (err) {
@@ -108,9 +122,14 @@ export async function runBatch(
     else complete(i, ctx, result);
   }
 
+  progress[PROGRESS_INDEX] = -1;
+
   if (pending !== null) {
     // Async handlers of one batch run concurrently; each result lands in its own slot.
-    const settled = await Promise.allSettled(pending.map((p) => p.promise));
+    // An async handler past the deadline is not killed (its thread is fine); its message fails.
+    const settled = await Promise.allSettled(
+      pending.map((p) => (handlerTimeout > 0 ? withTimeout(p.promise, handlerTimeout) : p.promise)),
+    );
     for (let k = 0; k < pending.length; k++) {
       const { index, ctx } = pending[k]!;
       const s = settled[k]!;

@@ -57,7 +57,15 @@ async function barrier(task: BarrierTask): Promise<BarrierResult> {
 
 export default async function task(t: Task): Promise<unknown> {
   if (t.kind === 'batch') {
-    const result: BatchResult = await runBatch(t, await getRuntime(), encoder);
+    let rt: HandlerRuntime;
+    try {
+      rt = await getRuntime();
+    } catch (err) {
+      // A replacement worker whose handler no longer loads: report, do not crash the thread.
+      const failed: BatchResult = { meta: new Uint32Array(0), data: new Uint8Array(0), errors: null, elapsedMs: 0, loadError: serializeError(err) };
+      return failed;
+    }
+    const result: BatchResult = await runBatch(t, rt, encoder, spec.handlerTimeout);
     const transfer = [result.meta.buffer, result.data.buffer];
     // Piscina transfers what a moved object lists under its transferable symbol (no copy).
     return Piscina.move({

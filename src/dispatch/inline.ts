@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Framing } from '../framing/types.js';
 import { Context, HandlerRuntime } from '../../workers/runtime.js';
 import type { Replies, RuntimeSpec } from '../../workers/runtime.js';
+import { withTimeout } from '../../workers/batch.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
 /** Frame replies into one buffer (null when there are none). Throws if a reply cannot be framed. */
@@ -34,8 +35,12 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
   #inFlight = 0;
   #sent = 0;
 
-  constructor(spec: RuntimeSpec, framing: Framing, events: DispatchEvents) {
+  readonly #handlerTimeout: number;
+
+  /** handlerTimeout applies to async handlers only here: a sync loop on the main thread cannot be stopped. */
+  constructor(spec: RuntimeSpec, framing: Framing, events: DispatchEvents, handlerTimeout = 0) {
     super();
+    this.#handlerTimeout = handlerTimeout;
     this.#spec = spec;
     this.#framing = framing;
     this.#events = events;
@@ -57,7 +62,7 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
     }
     if (result instanceof Promise) {
       this.#inFlight++;
-      result.then(
+      (this.#handlerTimeout > 0 ? withTimeout(result, this.#handlerTimeout) : result).then(
         (r) => {
           this.#inFlight--;
           this.#complete(target, seq, ctx, r);

@@ -7,7 +7,7 @@ import type { Framing } from '../framing/types.js';
 import { defaultErrorReply } from '../../workers/runtime.js';
 import type { ErrorPolicy } from '../../workers/runtime.js';
 import { frameReplies } from './inline.js';
-import { META_IN, META_OUT, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
+import { META_IN, META_OUT, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
 import type { BarrierResult, BarrierTask, BatchResult, BatchTask, WorkerSpec } from './protocol.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
@@ -30,13 +30,26 @@ export interface PoolOptions {
   startupTimeout: number;
   atomics: 'sync' | 'async' | 'disabled';
   onHandlerError: ErrorPolicy;
+  /** ms one message's handler may run before its worker is terminated; 0 = off. */
+  handlerTimeout: number;
 }
 
-/** What the main thread remembers of a batch in flight: whom each message belongs to. */
+/** What the main thread remembers of a batch in flight, to route replies and to retry. */
 interface InFlightBatch {
   targets: DispatchTarget[];
   seqs: number[];
+  /** The frames themselves (views of socket chunks), kept for a retry if the worker dies. */
+  frames: Buffer[];
+  progress: Float64Array;
+  abort: AbortController | null;
+  /** Index of the message killed by handlerTimeout, else -1. */
+  timedOut: number;
 }
+
+/** Piscina's rejection for tasks that shared a worker we terminated (not their fault). */
+const THREAD_TERMINATION = 'Terminating worker thread';
+/** A message in a dying batch whose culprit cannot be named is retried at most this often. */
+const MAX_BLIND_RETRIES = 1;
 
 /**
  * Batches frames from every connection into one Piscina task per batch.
@@ -67,6 +80,11 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** Moving average of handler time per frame (ms), measured in the workers. */
   #costPerFrame = 0;
   #closing = false;
+  /** Batches in flight, scanned by the handlerTimeout watchdog. */
+  readonly #inFlight = new Set<InFlightBatch>();
+  #watchdog: NodeJS.Timeout | null = null;
+  /** Blind retries per frame (only touched on the failure path). */
+  readonly #retries = new WeakMap<Buffer, number>();
 
   #batchesInFlight = 0;
   #framesInFlight = 0;
@@ -108,7 +126,24 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       await this.#destroyPool();
       throw new HandlerLoadError(failed.error!.message);
     }
+    if (o.handlerTimeout > 0) {
+      this.#watchdog = setInterval(this.#checkDeadlines, Math.max(10, Math.min(250, o.handlerTimeout / 4)));
+      this.#watchdog.unref();
+    }
   }
+
+  /** Terminate the worker of any batch whose running handler is past handlerTimeout. */
+  readonly #checkDeadlines = (): void => {
+    const now = Date.now();
+    const limit = this.#o.handlerTimeout;
+    for (const b of this.#inFlight) {
+      const index = b.progress[PROGRESS_INDEX]!;
+      if (index >= 0 && b.timedOut < 0 && now - b.progress[PROGRESS_STARTED]! > limit) {
+        b.timedOut = index;
+        b.abort?.abort(); // Piscina terminates the worker; Piscina starts a replacement
+      }
+    }
+  };
 
   /**
    * Run `kind` once on every worker. Piscina chooses workers, so we send
@@ -219,7 +254,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const data = new Uint8Array(buf, dataStart);
     const targets = this.#qTargets.slice(start, end);
     const seqs = this.#qSeqs.slice(start, end);
-    const frames = this.#qFrames;
+    const frames = this.#qFrames.slice(start, end);
     const peers: (number | string)[] = [];
     const stamp = ++this.#stamp;
     let off = 0;
@@ -230,7 +265,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
         t.batchPeer = peers.length / 3;
         peers.push(t.id, t.remoteAddress, t.remotePort);
       }
-      const f = frames[start + k]!;
+      const f = frames[k]!;
       const m = k * META_IN;
       meta[m] = t.batchPeer;
       meta[m + 1] = seqs[k]! >>> 0;
@@ -239,19 +274,25 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       data.set(f, off);
       off += f.length;
     }
-    const task: BatchTask = { kind: 'batch', count, buf, peers };
-    const batch: InFlightBatch = { targets, seqs };
+    const progress = new Float64Array(new SharedArrayBuffer(16));
+    progress[PROGRESS_INDEX] = -1;
+    const task: BatchTask = { kind: 'batch', count, buf, peers, progress };
+    const abort = this.#o.handlerTimeout > 0 ? new AbortController() : null;
+    const batch: InFlightBatch = { targets, seqs, frames, progress, abort, timedOut: -1 };
+    this.#inFlight.add(batch);
     this.#batchesInFlight++;
     this.#framesInFlight += count;
     this.#batchesSent++;
     this.#framesSent += count;
-    this.#pool!.run(task, { transferList: [buf] }).then(
+    this.#pool!.run(task, { transferList: [buf], signal: abort?.signal ?? null }).then(
       (r: BatchResult) => this.#onResult(batch, r),
       (err: unknown) => this.#onFailure(batch, err),
     );
   }
 
-  #settled(count: number): void {
+  #settled(batch: InFlightBatch): void {
+    const count = batch.targets.length;
+    this.#inFlight.delete(batch);
     this.#batchesInFlight--;
     this.#framesInFlight -= count;
     if (this.#batchesInFlight === 0 && this.#qFrames.length === 0) this.emit('idle');
@@ -261,7 +302,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #onResult(batch: InFlightBatch, result: BatchResult): void {
     const { targets, seqs } = batch;
     const n = targets.length;
-    this.#settled(n);
+    this.#settled(batch);
+    if (result.loadError) {
+      // A replacement worker could not load the handler: nothing in this batch can run.
+      this.#events.workerFailure(result.loadError, n);
+      for (let k = 0; k < n; k++) this.#applyPolicy(targets[k]!, seqs[k]!, result.loadError);
+      return;
+    }
     const { meta } = result;
     const cost = result.elapsedMs / n;
     this.#costPerFrame = this.#costPerFrame === 0 ? cost : this.#costPerFrame * 0.8 + cost * 0.2;
@@ -279,7 +326,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       let j = i + 1;
       // Coalesce a run of one connection's messages whose replies sit back to back.
       if (status === STATUS_REPLY) {
-        while (j < n && targets[j] === t && meta[j * META_OUT] === STATUS_REPLY && meta[j * META_OUT + 1] === end) {
+        while (
+          j < n &&
+          targets[j] === t &&
+          seqs[j] === seqs[j - 1]! + 1 && // retried frames may sit next to later ones
+          meta[j * META_OUT] === STATUS_REPLY &&
+          meta[j * META_OUT + 1] === end
+        ) {
           end += meta[j * META_OUT + 2]!;
           j++;
         }
@@ -303,18 +356,62 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   }
 
   /**
-   * The task failed as a whole (its worker died, or the handler module failed to
-   * load in a replacement worker): every message in it gets the error policy.
+   * The task failed as a whole: its worker died (process.exit, a crash, or we
+   * terminated it for handlerTimeout), or it shared a worker we terminated.
+   * The message that was running (the culprit, named by the progress cell) gets
+   * the error policy; the others did nothing wrong and are retried on a live
+   * worker. When no culprit can be named, each message is retried at most
+   * MAX_BLIND_RETRIES times, then gets the policy: nothing is silently lost and
+   * a message that kills every worker cannot loop forever.
    */
   #onFailure(batch: InFlightBatch, err: unknown): void {
-    const { targets, seqs } = batch;
-    this.#settled(targets.length);
-    const error: SerializedError =
-      err instanceof ShoalError
-        ? err.toJSON()
-        : { code: 'SHOAL_WORKER_DIED', message: `worker failed: ${(err as Error)?.message ?? String(err)}` };
+    const { targets, seqs, frames } = batch;
+    this.#settled(batch);
     if (this.#closing) return; // killed by close() at its deadline: the connections are gone
-    this.#events.workerFailure(error, targets.length);
+    const message = (err as Error)?.message ?? String(err);
+    let culprit = -1;
+    let error: SerializedError;
+    let blind = false;
+    if (batch.timedOut >= 0) {
+      culprit = batch.timedOut;
+      error = { code: 'SHOAL_HANDLER_TIMEOUT', message: `handler ran past handlerTimeout (${this.#o.handlerTimeout} ms); its worker was replaced` };
+    } else if (message === THREAD_TERMINATION) {
+      error = { code: 'SHOAL_WORKER_DIED', message: 'worker terminated while this batch was queued on it' };
+    } else {
+      culprit = batch.progress[PROGRESS_INDEX]!;
+      blind = culprit < 0;
+      error = err instanceof ShoalError ? err.toJSON() : { code: 'SHOAL_WORKER_DIED', message: `worker died: ${message}` };
+    }
+    this.#events.workerFailure(error, culprit >= 0 ? 1 : blind ? targets.length : 0);
+    const retry: number[] = [];
+    for (let k = 0; k < targets.length; k++) {
+      if (k === culprit) {
+        this.#applyPolicy(targets[k]!, seqs[k]!, error);
+        continue;
+      }
+      if (blind) {
+        const n = (this.#retries.get(frames[k]!) ?? 0) + 1;
+        if (n > MAX_BLIND_RETRIES) {
+          this.#applyPolicy(targets[k]!, seqs[k]!, error);
+          continue;
+        }
+        this.#retries.set(frames[k]!, n);
+      }
+      retry.push(k);
+    }
+    if (retry.length > 0) {
+      // Back to the front of the queue: these are the oldest frames.
+      this.#qTargets = [...retry.map((k) => targets[k]!), ...this.#qTargets];
+      this.#qSeqs = [...retry.map((k) => seqs[k]!), ...this.#qSeqs];
+      this.#qFrames = [...retry.map((k) => frames[k]!), ...this.#qFrames];
+      for (const k of retry) this.#qBytes += frames[k]!.length;
+      this.#schedule();
+    }
+  }
+
+  /** The error policy, applied on the main thread (the module's errorReply() is not reachable here). */
+  #applyPolicy(target: DispatchTarget, seq: number, error: SerializedError): void {
+    this.#events.handlerError(target, seq, error);
     const policy = this.#o.onHandlerError;
     let errorFrame: Buffer | null = null;
     if (policy === 'error-frame') {
@@ -324,10 +421,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
         errorFrame = null;
       }
     }
-    for (let k = 0; k < targets.length; k++) {
-      this.#events.handlerError(targets[k]!, seqs[k]!, error);
-      targets[k]!.deliver(seqs[k]!, 1, errorFrame, policy === 'close');
-    }
+    target.deliver(seq, 1, errorFrame, policy === 'close');
   }
 
   stats(): DispatcherStats {
@@ -356,6 +450,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   async close(timeoutMs: number): Promise<void> {
     if (this.#pool === null) return;
     this.#closing = true;
+    if (this.#watchdog) clearInterval(this.#watchdog);
     // Frames still waiting belong to connections that were destroyed: nobody is left to answer.
     this.#qTargets = [];
     this.#qSeqs = [];

@@ -30,6 +30,8 @@ export interface WorkerSpec {
   /** Built-in framing: workers encode replies. null: a user framing, encoded on the main thread. */
   framing: BuiltinFramingOptions | null;
   maxFrame: number;
+  /** ms an async handler may take before its message fails with SHOAL_HANDLER_TIMEOUT; 0 = off. */
+  handlerTimeout: number;
 }
 
 export interface BatchTask {
@@ -37,7 +39,16 @@ export interface BatchTask {
   count: number;
   buf: ArrayBuffer;
   peers: (number | string)[];
+  /**
+   * Shared with the main thread: [index of the message whose handler is running
+   * synchronously, or -1; Date.now() when it started]. Lets the main thread name
+   * the culprit when a worker dies, and kill a handler stuck past handlerTimeout.
+   */
+  progress: Float64Array;
 }
+
+export const PROGRESS_INDEX = 0;
+export const PROGRESS_STARTED = 1;
 
 export interface BatchError extends SerializedError {
   /** Index of the message in the batch. */
@@ -51,6 +62,8 @@ export interface BatchResult {
   errors: BatchError[] | null;
   /** Time the worker spent on the batch, in ms (sizes the next batches). */
   elapsedMs: number;
+  /** Set instead of results when this worker could not load the handler module. */
+  loadError?: SerializedError;
 }
 
 /** Warm-up and teardown: every worker must take part exactly once (see workers/worker.ts). */
