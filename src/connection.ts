@@ -47,9 +47,14 @@ export interface ConnectionCounters {
 export interface ConnectionHooks {
   /** Called once, when the socket is gone. */
   onClose(conn: Connection, error: ShoalError | null): void;
-  /** A frame error or a budget hit, for logs and metrics. */
+  /** A frame error or a budget that closed the connection, for logs and metrics. */
   onError(conn: Connection, error: ShoalError): void;
+  /** A budget was hit (reading paused, or the connection cut), for logs and metrics. */
+  onBudget(conn: Connection, budget: Budget): void;
 }
+
+/** The per-connection budgets, by the option that sets each. */
+export type Budget = 'maxInFlightPerConnection' | 'sendHighWater' | 'sendTimeout' | 'idleTimeout' | 'maxFrame';
 
 export class Connection implements DispatchTarget {
   readonly id: number;
@@ -166,7 +171,10 @@ export class Connection implements DispatchTarget {
       const seq = this.#nextSeq++;
       this.counters.framesIn++;
       this.#dispatcher.submit(this, seq, frame);
-      if (this.#nextSeq - this.#nextWrite >= max) this.#pause(PAUSE_IN_FLIGHT);
+      if (this.#nextSeq - this.#nextWrite >= max && (this.#paused & PAUSE_IN_FLIGHT) === 0) {
+        this.#pause(PAUSE_IN_FLIGHT);
+        this.#hooks.onBudget(this, 'maxInFlightPerConnection');
+      }
     }
     this.#maybeFinish();
   }
@@ -175,6 +183,7 @@ export class Connection implements DispatchTarget {
     const e = err instanceof ShoalError ? err : new ShoalError('SHOAL_FRAME_INVALID', String(err));
     this.#failed = e;
     this.#closeError = e;
+    if (e.code === 'SHOAL_FRAME_TOO_LARGE') this.#hooks.onBudget(this, 'maxFrame');
     this.#hooks.onError(this, e);
     // Answer what is already in flight, then close: a bad frame ends this connection only.
     this.#stopReading();
@@ -279,6 +288,7 @@ export class Connection implements DispatchTarget {
       if ((this.#paused & PAUSE_SEND_QUEUE) === 0) {
         this.#aboveHighSince = Date.now();
         this.#pause(PAUSE_SEND_QUEUE);
+        this.#hooks.onBudget(this, 'sendHighWater');
       }
     }
     if ((this.#paused & PAUSE_IN_FLIGHT) !== 0 && this.inFlight < limits.maxInFlight) this.#unpause(PAUSE_IN_FLIGHT);
@@ -363,17 +373,18 @@ export class Connection implements DispatchTarget {
     this.#checkLowWater();
     if (l.sendTimeout > 0 && this.#aboveHighSince > 0) {
       if (this.#aboveHighSince > 0 && now - this.#aboveHighSince >= l.sendTimeout) {
-        this.#budgetClose('SHOAL_SEND_TIMEOUT', `peer read nothing for ${l.sendTimeout} ms with ${this.#socket.writableLength} bytes queued`);
+        this.#budgetClose('sendTimeout', 'SHOAL_SEND_TIMEOUT', `peer read nothing for ${l.sendTimeout} ms with ${this.#socket.writableLength} bytes queued`);
         return;
       }
     }
     if (l.idleTimeout > 0 && this.#state === 'active' && this.inFlight === 0 && now - this.#lastActive >= l.idleTimeout) {
-      this.#budgetClose('SHOAL_IDLE_TIMEOUT', `no message for ${l.idleTimeout} ms`);
+      this.#budgetClose('idleTimeout', 'SHOAL_IDLE_TIMEOUT', `no message for ${l.idleTimeout} ms`);
     }
   }
 
-  #budgetClose(code: ErrorCode, message: string): void {
+  #budgetClose(budget: Budget, code: ErrorCode, message: string): void {
     const err = new ShoalError(code, message);
+    this.#hooks.onBudget(this, budget);
     this.#hooks.onError(this, err);
     this.destroy(err);
   }

@@ -1,7 +1,7 @@
 export { createServer, ShoalServer } from './server.js';
-export type { ServerState, ListenOptions, ServerStats, ServerCounters, DrainReport } from './server.js';
+export type { ServerState, ListenOptions, ServerStats, ServerCounters, DrainReport, BudgetName } from './server.js';
 export { Connection } from './connection.js';
-export type { ConnState } from './connection.js';
+export type { ConnState, Budget } from './connection.js';
 export { connect, Client } from './client.js';
 export type { ClientOptions } from './client.js';
 export { DEFAULTS, resolveOptions } from './options.js';

@@ -2,7 +2,7 @@ import { EventEmitter, once } from 'node:events';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { Connection } from './connection.js';
-import type { ConnectionLimits } from './connection.js';
+import type { Budget, ConnectionLimits } from './connection.js';
 import { InlineDispatcher } from './dispatch/inline.js';
 import { PoolDispatcher } from './dispatch/pool.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats } from './dispatch/types.js';
@@ -44,8 +44,12 @@ export interface ServerCounters {
   workerFailures: number;
 }
 
+/** Every budget that can be hit, by the option that sets it. */
+export type BudgetName = Budget | 'maxConnections' | 'maxConnectionsPerIp' | 'maxPendingFrames' | 'handlerTimeout' | 'drainTimeout';
+
 export interface ServerStats {
   state: ServerState;
+  budgetHits: Partial<Record<BudgetName, number>>;
   connections: { active: number; paused: number; queuedBytes: number; inFlight: number };
   counters: ServerCounters;
   dispatcher: DispatcherStats;
@@ -61,6 +65,10 @@ export interface DrainReport {
 }
 
 const TICK_MS = 250;
+/** A budget hit is logged at most this often (with the count of hits in between). */
+const BUDGET_LOG_INTERVAL_MS = 5_000;
+/** Budgets that are ordinary back pressure: logged at debug, not warn. */
+const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection', 'sendHighWater']);
 
 export class ShoalServer extends EventEmitter {
   readonly options: ResolvedOptions;
@@ -85,6 +93,8 @@ export class ShoalServer extends EventEmitter {
   #nextId = 1;
   #tick: NodeJS.Timeout | null = null;
   #closing: Promise<DrainReport> | null = null;
+  readonly #budgetHits: Partial<Record<BudgetName, number>> = {};
+  readonly #budgetLogged = new Map<BudgetName, { at: number; count: number }>();
 
   constructor(options: ServerOptions) {
     super();
@@ -93,6 +103,7 @@ export class ShoalServer extends EventEmitter {
       handlerError: (target, seq, error) => this.#onHandlerError(target.id, seq, error),
       workerFailure: (error, messages) => {
         this.#counters.workerFailures++;
+        if (error.code === 'SHOAL_HANDLER_TIMEOUT') this.budgetHit('handlerTimeout', { messages });
         o.logger.error({ err: error, messages }, 'worker failed; its messages got the error policy');
         this.emit('workerFailure', error, messages);
       },
@@ -119,7 +130,7 @@ export class ShoalServer extends EventEmitter {
             events,
           );
     this.#dispatcher.on('saturated', () => {
-      o.logger.warn({ budget: 'maxPendingFrames' }, 'pool queue full: reading paused on every connection');
+      this.budgetHit('maxPendingFrames', { pending: this.#dispatcher.stats().pendingFrames });
       for (const c of this.#connections) c.setPoolPaused(true);
     });
     this.#dispatcher.on('unsaturated', () => {
@@ -223,7 +234,11 @@ export class ShoalServer extends EventEmitter {
       o.framing,
       this.#dispatcher,
       this.#limits,
-      { onClose: this.#onConnectionClose, onError: this.#onConnectionError },
+      {
+        onClose: this.#onConnectionClose,
+        onError: this.#onConnectionError,
+        onBudget: (c, budget) => this.budgetHit(budget, { conn: c.id, remote: c.remoteAddress }),
+      },
       o.logger,
     );
     this.#connections.add(conn);
@@ -231,12 +246,30 @@ export class ShoalServer extends EventEmitter {
     this.emit('connection', conn);
   };
 
-  #reject(socket: Socket, budget: string, limit: number): void {
+  #reject(socket: Socket, budget: BudgetName, limit: number): void {
     this.#counters.connectionsRejected++;
     socket.on('error', () => {});
     socket.destroy();
-    this.options.logger.warn({ budget, limit, remote: socket.remoteAddress }, 'connection refused: budget reached');
-    this.emit('budget', budget);
+    this.budgetHit(budget, { limit, remote: socket.remoteAddress });
+  }
+
+  /**
+   * Count a budget hit, emit 'budget', and log it — at most once per
+   * BUDGET_LOG_INTERVAL_MS per budget, so a flood of hits cannot flood the log.
+   */
+  budgetHit(budget: BudgetName, details: Record<string, unknown> = {}): void {
+    this.#budgetHits[budget] = (this.#budgetHits[budget] ?? 0) + 1;
+    this.emit('budget', budget, details);
+    const now = Date.now();
+    const last = this.#budgetLogged.get(budget);
+    if (last && now - last.at < BUDGET_LOG_INTERVAL_MS) {
+      last.count++;
+      return;
+    }
+    const suppressed = last?.count ?? 0;
+    this.#budgetLogged.set(budget, { at: now, count: 0 });
+    const log = BACKPRESSURE.has(budget) ? this.options.logger.debug : this.options.logger.warn;
+    log.call(this.options.logger, { budget, ...details, hitsSinceLastLog: suppressed, total: this.#budgetHits[budget] }, 'budget hit');
   }
 
   readonly #onConnectionClose = (conn: Connection, error: ShoalError | null): void => {
@@ -296,6 +329,7 @@ export class ShoalServer extends EventEmitter {
     }
     return {
       state: this.#state,
+      budgetHits: { ...this.#budgetHits },
       connections: { active: this.#connections.size, paused, queuedBytes, inFlight },
       counters,
       dispatcher: this.#dispatcher.stats(),
@@ -333,7 +367,7 @@ export class ShoalServer extends EventEmitter {
       report.destroyed = this.#connections.size;
       report.drained = report.connections - report.destroyed;
       if (report.destroyed > 0) {
-        o.logger.warn({ destroyed: report.destroyed }, 'drain deadline reached: destroying what is left');
+        this.budgetHit('drainTimeout', { destroyed: report.destroyed });
         for (const c of this.#connections) c.destroy(new ShoalError('SHOAL_SERVER_CLOSED', 'drain deadline reached'));
         if (this.#connections.size > 0) await once(this, 'idle');
       }
