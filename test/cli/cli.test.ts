@@ -1,0 +1,182 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer as createNetServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect } from '../../dist/src/index.js';
+import { EXAMPLES, ROOT, benchBody } from '../helpers/server.js';
+import { rawConnect, shaChain, within } from '../helpers/wire.js';
+
+// `shoal` as a user runs it: a real process, real signals.
+
+const CLI = `${ROOT}dist/src/cli.js`;
+
+interface Run {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Parsed pino lines of stdout (non-JSON lines skipped). */
+  logs(): { msg?: string; [k: string]: unknown }[];
+  /** Resolves with the first log line whose msg includes `text`. */
+  waitForLog(text: string, ms?: number): Promise<{ msg?: string; [k: string]: unknown }>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const running: ChildProcess[] = [];
+
+function run(args: string[]): Run {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.push(child);
+  let out = '';
+  let err = '';
+  const waiters: (() => void)[] = [];
+  child.stdout!.on('data', (c: Buffer) => {
+    out += c.toString();
+    for (const w of waiters.splice(0)) w();
+  });
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const logs = () =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => {
+        try {
+          return JSON.parse(l) as { msg?: string };
+        } catch {
+          return {};
+        }
+      });
+  const waitForLog = (text: string, ms = 15_000) =>
+    within(
+      new Promise<{ msg?: string }>((resolve, reject) => {
+        const check = () => {
+          const hit = logs().find((l) => l.msg?.includes(text));
+          if (hit) return resolve(hit);
+          if (child.exitCode !== null || child.signalCode !== null) {
+            return reject(new Error(`process exited before logging '${text}'; stderr: ${err}`));
+          }
+          waiters.push(check);
+        };
+        child.once('exit', () => setImmediate(check));
+        check();
+      }),
+      ms,
+      `the log line '${text}'`,
+    );
+  return { child, stdout: () => out, stderr: () => err, logs, waitForLog, exited };
+}
+
+afterEach(() => {
+  // Nothing outlives its test.
+  for (const c of running.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+describe('shoal CLI', () => {
+  it('--help exits 0 and prints the usage; so does start --help', async () => {
+    const top = run(['--help']);
+    expect((await within(top.exited, 10_000, 'shoal --help')).code).toBe(0);
+    expect(top.stdout()).toMatch(/Usage: shoal/);
+    expect(top.stdout()).toMatch(/\bstart\b/);
+
+    const start = run(['start', '--help']);
+    expect((await within(start.exited, 10_000, 'shoal start --help')).code).toBe(0);
+    for (const flag of ['--handler', '--host', '--port', '--workers', '--framing', '--max-frame', '--codec', '--drain-timeout']) {
+      expect(start.stdout()).toContain(flag);
+    }
+    expect(start.stderr()).toBe('');
+  });
+
+  it('an unknown flag exits 2 with a did-you-mean hint', async () => {
+    const r = run(['start', '--handler', EXAMPLES.echo, '--prot', '0']);
+    expect((await within(r.exited, 10_000, 'exit on a bad flag')).code).toBe(2);
+    expect(r.stderr()).toContain('--prot');
+    expect(r.stderr()).toMatch(/did you mean '--port'\?/);
+    expect(r.logs().some((l) => l.msg === 'listening')).toBe(false);
+  });
+
+  it('a missing handler module exits non-zero before listening, with SHOAL_HANDLER_LOAD_FAILED on stderr', async () => {
+    // Hold the port it is told to use: if it tried to listen first it would fail with EADDRINUSE instead.
+    const holder = createNetServer();
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const r = run(['start', '--handler', `${ROOT}test/fixtures/no-such-handler.js`, '--host', '127.0.0.1', '--port', String(port), '--workers', '2']);
+      const { code } = await within(r.exited, 20_000, 'exit on a missing handler');
+      expect(code).not.toBe(0);
+      expect(code).not.toBeNull();
+      expect(r.stderr()).toContain('SHOAL_HANDLER_LOAD_FAILED');
+      expect(r.stderr()).toContain('no-such-handler.js');
+      expect(r.stderr()).not.toContain('EADDRINUSE');
+      expect(r.logs().some((l) => l.msg === 'listening')).toBe(false);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('start --port 0 answers a request; SIGTERM drains, logs recv quit signal and all done, exits 0', async () => {
+    const r = run(['start', '--handler', EXAMPLES.bench, '--host', '127.0.0.1', '--port', '0', '--workers', '2']);
+    const listening = await r.waitForLog('listening');
+    const port = listening.port as number;
+    expect(port).toBeGreaterThan(0);
+    const c = await connect({ port, timeout: 10_000 });
+    const [echo, hash] = await Promise.all([c.request(benchBody(0, 'cli')), c.request(benchBody(3, 'cli'))]);
+    expect(echo.toString()).toBe('cli');
+    expect(hash.equals(shaChain(Buffer.from('cli'), 3))).toBe(true);
+
+    // The client stays connected: the drain must end it (FIN), not wait for it.
+    const fin = new Promise<void>((resolve) => c.socket.once('end', () => resolve()));
+    r.child.kill('SIGTERM');
+    const { code, signal } = await within(r.exited, 15_000, 'exit after SIGTERM');
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    await within(fin, 1000, 'FIN to the connected client');
+    const msgs = r.logs().map((l) => l.msg ?? '');
+    const quit = msgs.findIndex((m) => m.includes('recv quit signal'));
+    const done = msgs.findIndex((m) => m.includes('all done'));
+    expect(quit).toBeGreaterThanOrEqual(0);
+    expect(done).toBeGreaterThan(quit);
+    expect(r.logs().find((l) => l.msg?.includes('recv quit signal'))!.signal).toBe('SIGTERM');
+    c.close();
+  });
+
+  it('a second signal during the drain exits at once, non-zero', async () => {
+    // A going-away frame keeps the drain open until the peer leaves; this peer never does.
+    const r = run([
+      'start', '--handler', EXAMPLES.echo, '--host', '127.0.0.1', '--port', '0', '--workers', '2',
+      '--go-away', 'BYE\\n', '--framing', 'line', '--drain-timeout', '60s',
+    ]);
+    const port = (await r.waitForLog('listening')).port as number;
+    const peer = await rawConnect(port);
+    peer.socket.write('hello\n');
+    await within(
+      new Promise<void>((resolve) => {
+        const check = () => (peer.received().toString() === 'hello\n' ? resolve() : setTimeout(check, 10));
+        check();
+      }),
+      5000,
+      'the echo',
+    );
+    r.child.kill('SIGTERM');
+    await r.waitForLog('recv quit signal');
+    // The drain is under way: the peer got the going-away bytes and is still being served.
+    await within(
+      new Promise<void>((resolve) => {
+        const check = () => (peer.received().toString().includes('BYE\n') ? resolve() : setTimeout(check, 10));
+        check();
+      }),
+      5000,
+      'the going-away bytes',
+    );
+    expect(r.child.exitCode).toBeNull();
+    r.child.kill('SIGTERM');
+    const { code, signal } = await within(r.exited, 5000, 'exit after the second signal');
+    expect(signal).toBeNull();
+    expect(code).not.toBe(0);
+    expect(code).not.toBeNull();
+    peer.socket.destroy();
+  });
+});
