@@ -250,7 +250,7 @@ export class ShoalServer extends EventEmitter {
     this.#counters.connectionsRejected++;
     socket.on('error', () => {});
     socket.destroy();
-    this.budgetHit(budget, { limit, remote: socket.remoteAddress });
+    this.budgetHit(budget, { limit, remote: socket.remoteAddress, code: 'SHOAL_TOO_MANY_CONNECTIONS' });
   }
 
   /**

@@ -375,6 +375,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     if (batch.timedOut >= 0) {
       culprit = batch.timedOut;
       error = { code: 'SHOAL_HANDLER_TIMEOUT', message: `handler ran past handlerTimeout (${this.#o.handlerTimeout} ms); its worker was replaced` };
+    } else if (/queue is at limit/i.test(message)) {
+      // Cannot happen while we keep to our slots; if it does, say so instead of blaming a worker.
+      error = { code: 'SHOAL_POOL_SATURATED', message: `the pool refused the batch: ${message}` };
     } else if (message === THREAD_TERMINATION) {
       error = { code: 'SHOAL_WORKER_DIED', message: 'worker terminated while this batch was queued on it' };
     } else {
