@@ -118,7 +118,7 @@ describe('shoal CLI', () => {
     }
   });
 
-  it('start --port 0 answers a request; SIGTERM drains, logs recv quit signal and all done, exits 0', async () => {
+  it.each(['SIGTERM', 'SIGINT', 'SIGQUIT'] as const)('start --port 0 answers a request; %s drains, logs recv quit signal and all done, exits 0', async (sig) => {
     const r = run(['start', '--handler', EXAMPLES.bench, '--host', '127.0.0.1', '--port', '0', '--workers', '2']);
     const listening = await r.waitForLog('listening');
     const port = listening.port as number;
@@ -130,8 +130,8 @@ describe('shoal CLI', () => {
 
     // The client stays connected: the drain must end it (FIN), not wait for it.
     const fin = new Promise<void>((resolve) => c.socket.once('end', () => resolve()));
-    r.child.kill('SIGTERM');
-    const { code, signal } = await within(r.exited, 15_000, 'exit after SIGTERM');
+    r.child.kill(sig);
+    const { code, signal } = await within(r.exited, 15_000, `exit after ${sig}`);
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     await within(fin, 1000, 'FIN to the connected client');
     const msgs = r.logs().map((l) => l.msg ?? '');
@@ -139,7 +139,7 @@ describe('shoal CLI', () => {
     const done = msgs.findIndex((m) => m.includes('all done'));
     expect(quit).toBeGreaterThanOrEqual(0);
     expect(done).toBeGreaterThan(quit);
-    expect(r.logs().find((l) => l.msg?.includes('recv quit signal'))!.signal).toBe('SIGTERM');
+    expect(r.logs().find((l) => l.msg?.includes('recv quit signal'))!.signal).toBe(sig);
     c.close();
   });
 

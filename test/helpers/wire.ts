@@ -4,11 +4,11 @@ import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 
 /** Poll `cond` every `every` ms until it is truthy; throws after `timeout` ms naming `what`. */
-export async function waitFor<T>(cond: () => T | Promise<T>, what: string, timeout = 10_000, every = 10): Promise<T> {
+export async function waitFor<T>(cond: () => T | Promise<T>, what: string, timeout = 10_000, every = 10): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeout;
   for (;;) {
     const v = await cond();
-    if (v) return v;
+    if (v) return v as NonNullable<T>;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
     await sleep(every);
   }

@@ -55,6 +55,25 @@ describe.each([0, 2])('an oversized frame, workers: %i', (workers) => {
   });
 });
 
+describe.each([0, 2])('a peer that vanishes with requests in flight, workers: %i', (workers) => {
+  it('its late replies are dropped and counted; the server goes on serving others', async () => {
+    const s = await start({ handler: MULTI, workers, codec: 'utf8' });
+    try {
+      const other = await s.client();
+      const gone = await rawConnect(s.port);
+      const frame = (m: string) => Buffer.concat([Buffer.from([0, 0, 0, Buffer.byteLength(m)]), Buffer.from(m)]);
+      gone.socket.write(Buffer.concat(Array.from({ length: 5 }, (_, i) => frame(`promise:100,late-${i}`))));
+      await waitFor(() => s.server.stats().connections.inFlight === 5, 'five requests in flight');
+      gone.socket.resetAndDestroy(); // RST: the write side of the server now has nowhere to go
+      await waitFor(() => s.server.stats().connections.active === 1, 'the server dropping the reset connection');
+      await waitFor(() => s.server.stats().counters.lateReplies === 5, 'the five late replies counted', 5000);
+      expect((await other.request('one:unaffected')).toString()).toBe('unaffected');
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe.each([0, 2])('an overlong line, workers: %i', (workers) => {
   it('line framing: maxFrame bytes without a newline close that connection with SHOAL_FRAME_TOO_LARGE', async () => {
     const s = await start({ handler: MULTI, workers, framing: { type: 'line' }, maxFrame: 100 });
@@ -212,6 +231,28 @@ describe('a handler that kills its worker (process.exit in the worker), workers:
     expect(original.filter((t) => now.includes(t))).toHaveLength(2);
     expect(s.server.stats().dispatcher.workers).toBe(2);
     expect(s.server.state).toBe('listening');
+  });
+
+  it('frames of other connections batched with the fatal one are not lost: every one is answered, in order', async () => {
+    const s2 = await start({ handler: MULTI, workers: 2, codec: 'utf8' });
+    try {
+      const bystander = await s2.client();
+      for (let round = 0; round < 3; round++) {
+        const killer = await s2.client();
+        // Same tick: the bystander's pipeline and the fatal message reach the dispatcher together,
+        // so they may share a batch (batches mix connections).
+        const mine = Array.from({ length: 300 }, (_, i) => bystander.request(`one:r${round}-${i}`));
+        const fatal = settle(killer.request('exit'));
+        const more = Array.from({ length: 300 }, (_, i) => bystander.request(`one:r${round}-${300 + i}`));
+        const got = await within(Promise.all([...mine, ...more]), 15_000, `the bystander's replies, round ${round}`);
+        expect(got.map(String)).toEqual(Array.from({ length: 600 }, (_, i) => `r${round}-${i}`));
+        const f = await fatal;
+        expect(f.ok ? `reply ${f.value.toString()}` : f.error.code).toBe('SHOAL_CONNECTION_CLOSED');
+      }
+      expect(s2.server.stats().counters.workerFailures).toBeGreaterThanOrEqual(3);
+    } finally {
+      await s2.close();
+    }
   });
 
   it('under the close policy only the connection whose message died is closed', async () => {

@@ -141,7 +141,7 @@ describe.each([0, 2])('built-in framings end to end, workers: %i', (workers) => 
           cl.request('{not json'),
         ]);
         expect(JSON.parse(a.toString())).toEqual({ json: { a: 1, b: [true, null, 'x'] } });
-        // A string return value is written as its UTF-8 bytes: "utf8:" would mean the wrong codec ran.
+        // A JSON string arrives as a JS string; a string return value is written as its UTF-8 bytes, unquoted.
         expect(b.toString()).toBe('utf8:just a string');
         expect(JSON.parse(c.toString())).toMatchObject({ error: { code: 'SHOAL_BAD_REQUEST' } });
         // The connection goes on after the bad request.

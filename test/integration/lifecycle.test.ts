@@ -290,12 +290,12 @@ describe('a handler module that fails to load', () => {
   });
 });
 
-describe('backpressure', () => {
+describe.each([0, 2])('backpressure, workers: %i', (workers) => {
   it('a client that sends a lot and reads nothing gets paused; the server stops reading and its queue stays bounded; all flows when it reads', async () => {
     const HIGH = 64 * 1024;
     const s = await start({
       handler: EXAMPLES.echo,
-      workers: 2,
+      workers,
       sendHighWater: HIGH,
       sendLowWater: 16 * 1024,
       maxInFlightPerConnection: 32,

@@ -101,3 +101,30 @@ describe('many connections at once', () => {
     }
   });
 });
+
+describe('the queue to the pool is full', () => {
+  it('reading pauses on every connection and resumes; 20 connections x 200 pipelined still get every reply in order', async () => {
+    const s = await start({ handler: EXAMPLES.bench, workers: 2, maxPendingFrames: 32, batchMaxFrames: 8 });
+    let saturated = 0;
+    let unsaturated = 0;
+    s.server.dispatcher.on('saturated', () => saturated++);
+    s.server.dispatcher.on('unsaturated', () => unsaturated++);
+    try {
+      const clients = await Promise.all(Array.from({ length: 20 }, () => s.client()));
+      await Promise.all(
+        clients.map(async (c, ci) => {
+          const payloads = Array.from({ length: 200 }, (_, i) => Buffer.from(`c${ci}-${i}`));
+          const got = await Promise.all(payloads.map((p, i) => c.request(benchBody(i % 5 === 0 ? 20 : 0, p))));
+          got.forEach((r, i) => expect(r.equals(expected(i % 5 === 0 ? 20 : 0, payloads[i]!))).toBe(true));
+        }),
+      );
+      // The budget was really hit, and really lifted.
+      expect(saturated).toBeGreaterThan(0);
+      expect(unsaturated).toBeGreaterThan(0);
+      expect(s.server.stats().dispatcher.saturated).toBe(false);
+      expect(s.server.stats().connections.paused).toBe(0);
+    } finally {
+      await s.close();
+    }
+  });
+});
