@@ -74,7 +74,10 @@ describe.each([0, 2])('graceful close with heavy requests in flight, workers: %i
     // Wait until the server has read every request, then close while they are being processed.
     await waitFor(() => s.server.stats().counters.framesIn === 24, 'the server receiving all 24 requests');
     expect(s.server.stats().connections.inFlight).toBeGreaterThan(0);
-    const report = (await within(s.server.close(), 20_000, 'close()')) as DrainReport;
+    expect(s.server.ready).toBe(true);
+    const closing = s.server.close();
+    expect(s.server.ready).toBe(false); // readiness turns false the moment close() begins
+    const report = (await within(closing, 20_000, 'close()')) as DrainReport;
     const results = await Promise.all(pending);
     results.forEach((rs, ci) =>
       expect(rs.map((r) => (r.ok ? r.value.toString() : r.error.code))).toEqual(Array.from({ length: 8 }, (_, i) => want(ci, i))),
