@@ -1,0 +1,683 @@
+/**
+ * The benchmark matrix (issue 3): `npm run bench:matrix [-- --quick]`.
+ *
+ * For every run r, scenario s and server v (interleaved: r is the outer loop, so slow
+ * drift of the machine spreads over every server alike), start a fresh server on a free
+ * loopback port, drive it with `shoal bench --json` in a child process, sample the server's
+ * RSS and CPU from procfs, stop it with SIGTERM. A cell is the median of the runs.
+ * Then the idle-memory run, the targets, and bench/results/<date>-<host>.{json,md}
+ * plus two SVG charts (also copied to bench/results/latest-*.svg for the README).
+ *
+ * Everything is bounded: every child has a deadline and is killed (by its pid) past it.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import type { Socket } from 'node:net';
+import { availableParallelism, cpus, hostname, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildMessage, makePayload } from '../src/bench/message.js';
+import type { BenchResult } from '../src/bench/run.js';
+import { Sampler, processTree, sampleTree } from './proc.js';
+import { SCENARIOS, checkTargets, kOf, servers } from './scenarios.js';
+import type { Calibration, Cell, Scenario, ServerId, ServerSpec, TargetCheck } from './scenarios.js';
+import { COLORS, barPanels, compact, latencyPanels } from './svg.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLI = join(ROOT, 'dist/src/cli.js');
+const CLUSTER = join(ROOT, 'dist/bench/cluster-server.js');
+const HANDLER_DIR = join(ROOT, 'examples/bench-protocol');
+const HANDLER = join(HANDLER_DIR, 'handler.js');
+
+const HELP = `Usage: node dist/bench/matrix.js [options]   (npm run bench:matrix -- [options])
+
+  --quick                 2 s runs, 0.5 s warm-up (default 5 s, 1 s)
+  --runs <n>              interleaved runs per cell, median reported (default 3)
+  --duration <s>          seconds measured per run
+  --warmup <s>            seconds of warm-up per run
+  --only <ids>            scenarios, comma separated (${SCENARIOS.map((s) => s.id).join(', ')})
+  --servers <ids>         inline,pool,cluster (default all)
+  --idle-connections <n>  connections of the idle-memory run (default 10000; 0 = skip)
+  --recalibrate           measure K again even if bench/results has this machine's calibration
+  --out <dir>             results directory (default bench/results)
+  -h, --help
+`;
+
+// ---------------------------------------------------------------------------- children
+
+const children = new Set<ChildProcess>();
+function killAll(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) process.kill(c.pid, 'SIGKILL');
+}
+process.on('exit', killAll);
+for (const s of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(s, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
+/** The whole matrix never runs longer than this (each child has its own, shorter deadline). */
+const MATRIX_DEADLINE_MS = 90 * 60_000;
+setTimeout(() => {
+  process.stderr.write('matrix: overall deadline reached, stopping\n');
+  killAll();
+  process.exit(1);
+}, MATRIX_DEADLINE_MS).unref();
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+interface RunningServer {
+  pid: number;
+  port: number;
+  warnings: string[];
+  stop(): Promise<{ code: number | null; signal: string | null; ms: number; killed: boolean }>;
+}
+
+async function startServer(id: ServerId, n: number): Promise<RunningServer> {
+  const common = ['--handler', HANDLER, '--host', '127.0.0.1', '--port', '0', '--max-connections', '20000'];
+  const args =
+    id === 'cluster'
+      ? [CLUSTER, '--processes', String(n), ...common]
+      : [CLI, 'start', '--workers', id === 'inline' ? '0' : String(n), '--log-level', 'info', ...common];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  const warnings: string[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      if (child.pid) process.kill(child.pid, 'SIGKILL');
+      reject(new Error(`${id} server did not listen within 30 s: ${stderr}`));
+    }, 30_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let rec: { level?: number; msg?: string; port?: number };
+      try {
+        rec = JSON.parse(line) as typeof rec;
+      } catch {
+        warnings.push(line.slice(0, 500));
+        return;
+      }
+      if (rec.msg === 'listening' && typeof rec.port === 'number') {
+        clearTimeout(timer);
+        resolve(rec.port);
+      } else if ((rec.level ?? 0) >= 40) {
+        warnings.push(line.slice(0, 500));
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${id} server exited (${code ?? signal}) before listening: ${stderr}`));
+    });
+  });
+  return {
+    pid: child.pid!,
+    port,
+    warnings,
+    async stop() {
+      const t0 = Date.now();
+      const tree = processTree(child.pid!); // a cluster's processes, to kill them too if it hangs
+      child.kill('SIGTERM');
+      let killed = false;
+      if (!(await waitExit(child, 20_000))) {
+        killed = true;
+        for (const p of tree) {
+          try {
+            process.kill(p, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+        await waitExit(child, 5000);
+      }
+      if (stderr.trim()) warnings.push(`stderr: ${stderr.trim().slice(0, 500)}`);
+      return { code: child.exitCode, signal: child.signalCode, ms: Date.now() - t0, killed };
+    },
+  };
+}
+
+interface BenchChild {
+  result: BenchResult | null;
+  code: number | null;
+  stderr: string;
+}
+
+async function runBenchChild(args: string[], deadlineMs: number): Promise<BenchChild> {
+  const child = spawn(process.execPath, [CLI, 'bench', ...args, '--json', '--no-progress'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  children.add(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+  const exited = await waitExit(child, deadlineMs);
+  if (!exited) {
+    if (child.pid) process.kill(child.pid, 'SIGKILL');
+    await waitExit(child, 5000);
+    err += `\nbench killed after ${deadlineMs} ms`;
+  }
+  children.delete(child);
+  const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  let result: BenchResult | null = null;
+  try {
+    result = line ? (JSON.parse(line) as BenchResult) : null;
+  } catch {
+    result = null;
+  }
+  return { result, code: child.exitCode, stderr: err.trim() };
+}
+
+// ---------------------------------------------------------------------------- calibration
+
+function handlerHash(): string {
+  const h = createHash('sha256');
+  for (const f of readdirSync(HANDLER_DIR).filter((f) => f.endsWith('.js')).sort()) h.update(f).update(readFileSync(join(HANDLER_DIR, f)));
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Time the bench-protocol handler itself: per-message cost = overhead + K × step. */
+async function calibrate(): Promise<Calibration> {
+  const mod = (await import(pathToFileURL(HANDLER).href)) as { default: (frame: Buffer) => unknown };
+  const handler = mod.default;
+  const payload = makePayload(64);
+  const frameFor = (k: number): Buffer => {
+    const b = Buffer.allocUnsafe(4 + payload.length);
+    b.writeUInt32BE(k, 0);
+    payload.copy(b, 4);
+    return b;
+  };
+  const timeCalls = (k: number, calls: number): number => {
+    const f = frameFor(k);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) handler(f);
+    return Number(process.hrtime.bigint() - t0) / 1000 / calls; // µs per call
+  };
+  timeCalls(1000, 300); // warm the JIT
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const big = 4000;
+  const perCallBig = median(Array.from({ length: 7 }, () => timeCalls(big, 60)));
+  const perCallOne = median(Array.from({ length: 7 }, () => timeCalls(1, 5000)));
+  const stepUs = (perCallBig - perCallOne) / (big - 1);
+  const overhead = Math.max(0, perCallOne - stepUs);
+  return {
+    stepUs: Math.round(stepUs * 10_000) / 10_000,
+    k100: Math.max(1, Math.round((100 - overhead) / stepUs)),
+    k1ms: Math.max(1, Math.round((1000 - overhead) / stepUs)),
+    measuredAt: new Date().toISOString(),
+    node: process.version,
+    handlerHash: handlerHash(),
+  };
+}
+
+async function loadCalibration(dir: string, host: string, force: boolean): Promise<Calibration> {
+  const file = join(dir, `calibration-${host}.json`);
+  const hash = handlerHash();
+  if (!force && existsSync(file)) {
+    const c = JSON.parse(readFileSync(file, 'utf8')) as Calibration;
+    if (c.handlerHash === hash && c.node === process.version) return c;
+    log(`calibration in ${file} is for another handler or Node version: measuring again`);
+  }
+  const c = await calibrate();
+  writeFileSync(file, JSON.stringify(c, null, 2) + '\n');
+  return c;
+}
+
+// ---------------------------------------------------------------------------- one cell
+
+interface RunRecord {
+  rep: number;
+  scenario: string;
+  server: ServerId;
+  k: number;
+  bench: {
+    rps: number;
+    total: number;
+    sent: number;
+    answered: number;
+    latency: BenchResult['latency'];
+    errors: BenchResult['errors'];
+    generatorCpu: number;
+    generatorElu: number[];
+    generatorSaturated: boolean;
+  } | null;
+  benchExit: number | null;
+  benchStderr: string;
+  serverStats: { baselineRssMiB: number; peakRssMiB: number; cpu: number; processes: number; stopMs: number; stopCode: number | null; killed: boolean };
+  warnings: string[];
+}
+
+function log(msg: string): void {
+  process.stdout.write(`${msg}\n`);
+}
+
+async function runCell(rep: number, s: Scenario, server: ServerSpec, k: number, n: number, duration: number, warmup: number): Promise<RunRecord> {
+  const srv = await startServer(server.id, n);
+  const sampler = new Sampler(srv.pid).start(200);
+  await sleep(300); // let the pool settle before measuring its baseline
+  const baseline = sampleTree(srv.pid);
+  const args = [`127.0.0.1:${srv.port}`, '-c', String(s.connections), '-p', String(s.pipelining), '-s', String(s.size), '-k', String(k), '-d', `${duration}ms`];
+  if (warmup > 0) args.push('--warmup', `${warmup}ms`);
+  if (s.rate > 0) args.push('-R', String(s.rate));
+  const b = await runBenchChild(args, duration + warmup + 60_000);
+  sampler.stop();
+  const stopped = await srv.stop();
+  const r = b.result;
+  let cpu = 0;
+  let peak = sampler.peakRssKiB();
+  if (r) {
+    const from = Date.parse(r.startedAt) + r.warmup * 1000;
+    cpu = sampler.cpuPercent(from, from + r.duration * 1000);
+    peak = sampler.peakRssKiB();
+  }
+  return {
+    rep,
+    scenario: s.id,
+    server: server.id,
+    k,
+    bench: r
+      ? {
+          rps: r.requests.perSecond,
+          total: r.requests.total,
+          sent: r.requests.sent,
+          answered: r.requests.answered,
+          latency: r.latency,
+          errors: r.errors,
+          generatorCpu: r.generator.cpu,
+          generatorElu: r.generator.elu,
+          generatorSaturated: r.generator.saturated,
+        }
+      : null,
+    benchExit: b.code,
+    benchStderr: b.stderr.slice(0, 1000),
+    serverStats: {
+      baselineRssMiB: round(baseline.rssKiB / 1024, 1),
+      peakRssMiB: round(peak / 1024, 1),
+      cpu: round(cpu, 1),
+      processes: baseline.processes,
+      stopMs: stopped.ms,
+      stopCode: stopped.code,
+      killed: stopped.killed,
+    },
+    warnings: srv.warnings.slice(0, 20),
+  };
+}
+
+const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
+const median = (xs: number[]): number => {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function toCell(runs: RunRecord[]): Cell {
+  const ok = runs.filter((r) => r.bench !== null);
+  const rps = ok.map((r) => r.bench!.rps);
+  return {
+    runs: runs.length,
+    rps: round(median(rps), 1),
+    rpsMin: round(Math.min(...rps, Infinity) === Infinity ? 0 : Math.min(...rps), 1),
+    rpsMax: round(Math.max(0, ...rps), 1),
+    p50: round(median(ok.map((r) => r.bench!.latency.p50)), 3),
+    p99: round(median(ok.map((r) => r.bench!.latency.p99)), 3),
+    p99_9: round(median(ok.map((r) => r.bench!.latency.p99_9)), 3),
+    peakRssMiB: round(median(runs.map((r) => r.serverStats.peakRssMiB)), 1),
+    cpu: round(median(runs.map((r) => r.serverStats.cpu)), 1),
+    genCpu: round(median(ok.map((r) => r.bench!.generatorCpu)), 1),
+    genSaturated: ok.some((r) => r.bench!.generatorSaturated),
+    errors: ok.reduce((a, r) => a + r.bench!.errors.total, 0) + (runs.length - ok.length),
+    serverWarnings: runs.reduce((a, r) => a + r.warnings.length, 0),
+  };
+}
+
+// ---------------------------------------------------------------------------- idle memory
+
+interface IdleRecord {
+  server: ServerId;
+  connections: number;
+  opened: number;
+  failed: number;
+  rssBeforeMiB: number;
+  rssAfterMiB: number;
+  perConnKiB: number;
+  processes: number;
+  warnings: number;
+}
+
+/** Open `count` connections, each answering one 64 B echo, then hold them idle and weigh the server. */
+async function idleRun(server: ServerSpec, n: number, count: number): Promise<IdleRecord> {
+  const srv = await startServer(server.id, n);
+  const sockets: Socket[] = [];
+  let failed = 0;
+  try {
+    await sleep(1000);
+    const med = async (k: number): Promise<number> => {
+      const xs: number[] = [];
+      for (let i = 0; i < k; i++) {
+        xs.push(sampleTree(srv.pid).rssKiB);
+        await sleep(200);
+      }
+      return median(xs);
+    };
+    const before = await med(5);
+    const msg = buildMessage({ protocol: 'bench', iterations: 0, size: 64, framing: { type: 'length' }, maxFrame: 1 << 20 });
+    const request = Buffer.from(msg.request);
+    const replyLen = msg.reply.length;
+    const one = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const s = netConnect({ host: '127.0.0.1', port: srv.port, noDelay: true });
+        let got = 0;
+        const t = setTimeout(() => {
+          failed++;
+          s.destroy();
+          resolve();
+        }, 15_000);
+        s.once('connect', () => s.write(request));
+        s.on('data', (d: Buffer) => {
+          got += d.length;
+          if (got >= replyLen) {
+            clearTimeout(t);
+            sockets.push(s);
+            resolve();
+          }
+        });
+        s.on('error', () => {
+          clearTimeout(t);
+          failed++;
+          resolve();
+        });
+      });
+    const WAVE = 500;
+    for (let i = 0; i < count; i += WAVE) await Promise.all(Array.from({ length: Math.min(WAVE, count - i) }, one));
+    await sleep(2000);
+    const after = await med(5);
+    const opened = sockets.length;
+    return {
+      server: server.id,
+      connections: count,
+      opened,
+      failed,
+      rssBeforeMiB: round(before / 1024, 1),
+      rssAfterMiB: round(after / 1024, 1),
+      perConnKiB: opened > 0 ? round((after - before) / opened, 2) : 0,
+      processes: sampleTree(srv.pid).processes,
+      warnings: srv.warnings.length,
+    };
+  } finally {
+    for (const s of sockets) s.destroy();
+    await sleep(200);
+    await srv.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------- output
+
+/** The code measured: git commit (+ "-dirty" with local changes), or $SHOAL_COMMIT for a tree without .git. */
+function codeVersion(): string {
+  try {
+    const head = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return process.env.SHOAL_COMMIT ?? 'unknown';
+  }
+}
+
+interface Results {
+  date: string;
+  host: string;
+  commit: string;
+  machine: { cpus: number; model: string; memoryGiB: number; node: string; kernel: string };
+  calibration: Calibration;
+  settings: { runs: number; durationMs: number; warmupMs: number; generator: string };
+  servers: ServerSpec[];
+  scenarios: Array<Scenario & { kValue: number }>;
+  runs: RunRecord[];
+  cells: Record<string, Partial<Record<ServerId, Cell>>>;
+  idle: Partial<Record<ServerId, IdleRecord>>;
+  targets: TargetCheck[];
+  elapsedSeconds: number;
+}
+
+function markdown(r: Results, charts: { throughput: string; latency: string }): string {
+  const lines: string[] = [];
+  const n = r.machine.cpus;
+  lines.push(`# shoal benchmark matrix — ${r.date}, ${r.host}, code ${r.commit}`, '');
+  lines.push(
+    `Machine: ${n} cores (${r.machine.model}), ${r.machine.memoryGiB} GiB, Node ${r.machine.node}, Linux ${r.machine.kernel}. ` +
+      `Load from \`shoal bench\` (${r.settings.generator}) on the same machine, over loopback.`,
+  );
+  lines.push(
+    `K calibrated with the bench-protocol handler: ${r.calibration.stepUs} µs per SHA-256 step, so ~100 µs = K ${r.calibration.k100}, ~1 ms = K ${r.calibration.k1ms}.`,
+  );
+  lines.push(
+    `Each cell: median of ${r.settings.runs} interleaved runs of ${r.settings.durationMs / 1000} s (after ${r.settings.warmupMs / 1000} s warm-up), a fresh server per run; ` +
+      `req/s = verified replies in the measured window / its length. Server CPU in % of one core (all threads and processes), RSS = peak of all processes.`,
+    '',
+  );
+  lines.push('| scenario | server | req/s | runs min–max | × inline | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | server CPU % | generator CPU % | errors |');
+  lines.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  for (const s of r.scenarios) {
+    const row = r.cells[s.id] ?? {};
+    const base = row.inline?.rps;
+    for (const v of r.servers) {
+      const c = row[v.id];
+      if (!c) continue;
+      const x = base ? `${(c.rps / base).toFixed(2)}×` : 'n/a';
+      lines.push(
+        `| ${s.title} (${s.note}${s.kValue ? `, K=${s.kValue}` : ''}) | ${v.label} | ${Math.round(c.rps).toLocaleString('en-US')} | ` +
+          `${compact(c.rpsMin)}–${compact(c.rpsMax)} | ${x} | ${c.p50.toFixed(3)} | ${c.p99.toFixed(3)} | ${c.p99_9.toFixed(3)} | ` +
+          `${c.peakRssMiB.toFixed(0)} | ${c.cpu.toFixed(0)} | ${c.genCpu.toFixed(0)}${c.genSaturated ? ' (saturated)' : ''} | ${c.errors}${c.serverWarnings ? ` (${c.serverWarnings} server warnings)` : ''} |`,
+      );
+    }
+  }
+  lines.push('', '## Targets (issue 3, this 2-core machine)', '', '| target | measured | met |', '|---|---|---|');
+  for (const t of r.targets) lines.push(`| ${t.text} | ${t.measured} | ${t.met === null ? 'not measured' : t.met ? 'yes' : '**no**'} |`);
+  const idle = Object.values(r.idle);
+  if (idle.length > 0) {
+    lines.push('', '## Idle connections', '', '| server | connections held | RSS before MiB | RSS after MiB | RSS per connection KiB |', '|---|--:|--:|--:|--:|');
+    for (const i of idle) {
+      const label = r.servers.find((s) => s.id === i.server)!.label;
+      lines.push(`| ${label} | ${i.opened}${i.failed ? ` (${i.failed} failed)` : ''} | ${i.rssBeforeMiB} | ${i.rssAfterMiB} | ${i.perConnKiB} |`);
+    }
+  }
+  lines.push('', `![req/s per scenario](${charts.throughput})`, '', `![latency percentiles](${charts.latency})`, '');
+  lines.push(`Matrix time: ${Math.round(r.elapsedSeconds)} s. Raw figures of every run: the .json next to this file.`, '');
+  return lines.join('\n');
+}
+
+function charts(r: Results): { throughput: string; latency: string } {
+  const series = r.servers.map((s, i) => ({ label: s.label, color: COLORS[i]! }));
+  const throughput = barPanels(
+    `shoal: req/s per scenario (${r.date}, ${r.host}, ${r.machine.cpus} cores; median of ${r.settings.runs})`,
+    series,
+    r.scenarios.map((s) => {
+      const row = r.cells[s.id] ?? {};
+      const base = row.inline?.rps;
+      const values = r.servers.map((v) => row[v.id]?.rps ?? null);
+      return {
+        title: s.title,
+        subtitle: s.note + (s.kValue ? `, K=${s.kValue}` : ''),
+        values,
+        labels: values.map((v) => (v === null ? 'n/a' : `${compact(v)}${base ? ` (${(v / base).toFixed(2)}×)` : ''}`)),
+      };
+    }),
+    { unit: 'req/s (× inline)' },
+  );
+  const latency = latencyPanels(
+    `shoal: latency percentiles per scenario (${r.date}, ${r.host})`,
+    r.servers.map((s) => s.label.replace(/ \(workers:0\)/, '')),
+    [
+      { label: 'p50', color: COLORS[0]! },
+      { label: 'p99', color: COLORS[1]! },
+      { label: 'p99.9', color: COLORS[3]! },
+    ],
+    r.scenarios.map((s) => ({
+      title: s.title,
+      subtitle: s.note,
+      values: r.servers.map((v) => {
+        const c = r.cells[s.id]?.[v.id];
+        return c ? [c.p50, c.p99, c.p99_9] : [null, null, null];
+      }),
+    })),
+  );
+  return { throughput, latency };
+}
+
+// ---------------------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean' },
+      runs: { type: 'string' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      only: { type: 'string' },
+      servers: { type: 'string' },
+      'idle-connections': { type: 'string' },
+      recalibrate: { type: 'boolean' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (!existsSync(CLI) || !existsSync(CLUSTER)) {
+    process.stderr.write(`matrix: build first (npx tsc -p .): ${CLI} or ${CLUSTER} is missing\n`);
+    return 2;
+  }
+  const t0 = Date.now();
+  const runs = Number(values.runs ?? 3);
+  const duration = Math.round(Number(values.duration ?? (values.quick ? 2 : 5)) * 1000);
+  const warmup = Math.round(Number(values.warmup ?? (values.quick ? 0.5 : 1)) * 1000);
+  const idleCount = Number(values['idle-connections'] ?? 10_000);
+  const n = availableParallelism();
+  const only = values.only ? new Set(values.only.split(',')) : null;
+  const scenarios = SCENARIOS.filter((s) => !only || only.has(s.id));
+  const serverIds = values.servers ? new Set(values.servers.split(',')) : null;
+  const serverList = servers(n).filter((s) => !serverIds || serverIds.has(s.id));
+  if (!(runs >= 1) || !(duration > 0) || scenarios.length === 0 || serverList.length === 0) {
+    process.stderr.write(`matrix: nothing to run\n${HELP}`);
+    return 2;
+  }
+  const out = values.out ?? join(ROOT, 'bench/results');
+  mkdirSync(out, { recursive: true });
+  const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '_');
+  const calibration = await loadCalibration(out, host, values.recalibrate === true);
+  log(`calibration: ${calibration.stepUs} µs/step, K(100 µs) = ${calibration.k100}, K(1 ms) = ${calibration.k1ms}`);
+  const total = runs * scenarios.length * serverList.length;
+  log(`matrix: ${scenarios.length} scenarios × ${serverList.length} servers × ${runs} runs = ${total} runs of ${duration / 1000} s (+${warmup / 1000} s warm-up)`);
+
+  const records: RunRecord[] = [];
+  let i = 0;
+  for (let rep = 1; rep <= runs; rep++) {
+    for (const s of scenarios) {
+      for (const server of serverList) {
+        i++;
+        const k = kOf(s, calibration);
+        let rec: RunRecord;
+        try {
+          rec = await runCell(rep, s, server, k, n, duration, warmup);
+        } catch (err) {
+          log(`[${i}/${total}] ${s.id} ${server.id} run ${rep}: FAILED ${(err as Error).message}`);
+          continue;
+        }
+        records.push(rec);
+        const b = rec.bench;
+        log(
+          `[${i}/${total}] ${s.id.padEnd(8)} ${server.id.padEnd(7)} run ${rep}: ` +
+            (b
+              ? `${compact(b.rps).padStart(7)} req/s  p50 ${b.latency.p50.toFixed(3)} ms  p99 ${b.latency.p99.toFixed(3)} ms  ` +
+                `errors ${b.errors.total}  server ${rec.serverStats.cpu.toFixed(0)}% CPU ${rec.serverStats.peakRssMiB} MiB  gen ${b.generatorCpu.toFixed(0)}%`
+              : `no result (bench exit ${rec.benchExit}): ${rec.benchStderr}`) +
+            (rec.warnings.length ? `  [${rec.warnings.length} server warnings]` : ''),
+        );
+      }
+    }
+  }
+
+  const cells: Results['cells'] = {};
+  for (const s of scenarios) {
+    cells[s.id] = {};
+    for (const v of serverList) {
+      const rs = records.filter((r) => r.scenario === s.id && r.server === v.id);
+      if (rs.length > 0) cells[s.id]![v.id] = toCell(rs);
+    }
+  }
+
+  const idle: Results['idle'] = {};
+  if (idleCount > 0) {
+    for (const server of serverList) {
+      try {
+        const r = await idleRun(server, n, idleCount);
+        idle[server.id] = r;
+        log(`idle ${server.id}: ${r.opened} connections (${r.failed} failed), ${r.rssBeforeMiB} → ${r.rssAfterMiB} MiB, ${r.perConnKiB} KiB each`);
+      } catch (err) {
+        log(`idle ${server.id}: FAILED ${(err as Error).message}`);
+      }
+    }
+  }
+
+  const date = new Date().toISOString().slice(0, 10);
+  let base = `${date}-${host}`;
+  for (let k = 2; existsSync(join(out, `${base}.json`)); k++) base = `${date}-${host}-${k}`;
+  const results: Results = {
+    date,
+    host,
+    commit: codeVersion(),
+    machine: { cpus: n, model: cpus()[0]?.model ?? 'unknown', memoryGiB: round(totalmem() / 2 ** 30, 1), node: process.version, kernel: release() },
+    calibration,
+    settings: { runs, durationMs: duration, warmupMs: warmup, generator: '1 thread, -w 0' },
+    servers: serverList,
+    scenarios: scenarios.map((s) => ({ ...s, kValue: kOf(s, calibration) })),
+    runs: records,
+    cells,
+    idle,
+    targets: checkTargets(cells, idle, n),
+    elapsedSeconds: (Date.now() - t0) / 1000,
+  };
+  const svg = charts(results);
+  const files = { throughput: `${base}-throughput.svg`, latency: `${base}-latency.svg` };
+  writeFileSync(join(out, `${base}.json`), JSON.stringify(results, null, 1) + '\n');
+  writeFileSync(join(out, files.throughput), svg.throughput);
+  writeFileSync(join(out, files.latency), svg.latency);
+  writeFileSync(join(out, 'latest-throughput.svg'), svg.throughput);
+  writeFileSync(join(out, 'latest-latency.svg'), svg.latency);
+  const md = markdown(results, files);
+  writeFileSync(join(out, `${base}.md`), md);
+  log('');
+  log(md);
+  log(`wrote ${join(out, base)}.{json,md} and the SVG charts`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`matrix: ${(err as Error)?.stack ?? String(err)}\n`);
+    killAll();
+    process.exit(1);
+  },
+);
