@@ -484,6 +484,9 @@ export class Driver {
         this.#started = true;
         this.#sending = true;
         const now = performance.now();
+        // Timers may fire a little before their time (libuv's cached loop clock): with no
+        // warm-up, measuring starts with the first request, whatever the clock says.
+        if (this.#measureFrom <= this.#start) this.#measureFrom = Math.min(this.#measureFrom, now);
         this.#lastGlobalProgress = now;
         for (const conn of this.#conns) this.#fill(conn, now);
         if (cfg.rate > 0) tickers.push(setInterval(() => this.#tick(), 1));
