@@ -4,6 +4,7 @@ import type { ErrorCode } from './errors.js';
 import { FrameReader } from './framing/reader.js';
 import type { Framing } from './framing/types.js';
 import type { Dispatcher, DispatchTarget } from './dispatch/types.js';
+import { childLogger } from './options.js';
 import type { Logger } from './options.js';
 
 /**
@@ -70,6 +71,7 @@ export class Connection implements DispatchTarget {
   readonly #limits: ConnectionLimits;
   readonly #hooks: ConnectionHooks;
   readonly #logger: Logger;
+  #childLogger: Logger | null = null;
 
   #state: ConnState = 'active';
   #stateSince = Date.now();
@@ -115,6 +117,11 @@ export class Connection implements DispatchTarget {
     socket.on('error', this.#onSocketError);
     socket.on('close', this.#onSocketClose);
     socket.on('drain', this.#onDrain);
+  }
+
+  /** This connection's logger (bound to its id and remote address), made on first use: most connections log nothing. */
+  get logger(): Logger {
+    return (this.#childLogger ??= childLogger(this.#logger, { conn: this.id, remote: `${this.remoteAddress}:${this.remotePort}` }));
   }
 
   get state(): ConnState {
@@ -391,7 +398,7 @@ export class Connection implements DispatchTarget {
 
   readonly #onSocketError = (err: Error): void => {
     // Read and write side die together: the socket is destroyed, 'close' follows.
-    this.#logger.debug({ conn: this.id, err: err.message }, 'socket error');
+    this.logger.debug({ err: err.message }, 'socket error');
   };
 
   readonly #onSocketClose = (): void => {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -33,6 +34,7 @@ export const DEFAULTS = Object.freeze({
   maxConnectionsPerIp: 0, // 0 = off
   startupTimeout: 30_000, // ms for every worker to load the handler and run setup()
   atomics: 'sync' as 'sync' | 'async' | 'disabled',
+  adminHost: '127.0.0.1', // the admin HTTP server (off unless admin.port is set) binds loopback only by default
 });
 
 export type Codec = 'raw' | 'utf8' | 'json';
@@ -49,6 +51,28 @@ export interface Logger {
 export interface RoutingOptions {
   /** Size of the big-endian message id in front of every body: 2 or 4 bytes (zinx uses 4). */
   idBytes?: 2 | 4;
+}
+
+/**
+ * The admin HTTP server: /metrics, /healthz, /readyz, /debug/*. Off unless set.
+ * It serves heap snapshots and CPU profiles of the live process: keep it private.
+ */
+export interface AdminOptions {
+  /** TCP port (0: any free port). */
+  port: number;
+  /** Address to bind. Default 127.0.0.1; a non-loopback address needs allowPublic. */
+  host?: string;
+  /** Allow a non-loopback host (e.g. 0.0.0.0 in a container whose port is not published). Default false. */
+  allowPublic?: boolean;
+  /** Measure handler durations and pool waits in the workers for /metrics. Default true. */
+  metrics?: boolean;
+}
+
+export interface ResolvedAdminOptions {
+  port: number;
+  host: string;
+  allowPublic: boolean;
+  metrics: boolean;
 }
 
 export interface ServerOptions {
@@ -83,6 +107,8 @@ export interface ServerOptions {
   maxConnectionsPerIp?: number;
   startupTimeout?: number;
   atomics?: 'sync' | 'async' | 'disabled';
+  /** The admin HTTP server (metrics, health, readiness, profiles); off when absent or null. */
+  admin?: AdminOptions | null;
   /** A pino-compatible logger; default: silent. */
   logger?: Logger | null;
 }
@@ -114,6 +140,7 @@ export interface ResolvedOptions {
   maxConnectionsPerIp: number;
   startupTimeout: number;
   atomics: 'sync' | 'async' | 'disabled';
+  admin: ResolvedAdminOptions | null;
   logger: Logger;
 }
 
@@ -122,8 +149,43 @@ const KNOWN_KEYS = new Set<string>([
   'maxFrame', 'maxInFlightPerConnection', 'sendHighWater', 'sendLowWater', 'maxPendingFrames',
   'maxPendingBytes', 'batchMaxFrames', 'batchMaxBytes', 'tasksPerWorker', 'drainTimeout',
   'sendTimeout', 'idleTimeout', 'handlerTimeout', 'maxConnections', 'maxConnectionsPerIp',
-  'startupTimeout', 'atomics',
+  'startupTimeout', 'atomics', 'admin',
 ]);
+const ADMIN_KEYS = new Set<string>(['port', 'host', 'allowPublic', 'metrics']);
+
+/** localhost, 127.0.0.0/8, ::1 and ::ffff:127.x: addresses no other machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(h) || /^::ffff:127\./.test(h);
+  return false;
+}
+
+function resolveAdmin(a: AdminOptions | null | undefined): ResolvedAdminOptions | null {
+  if (a === undefined || a === null) return null;
+  if (typeof a !== 'object') throw new InvalidOptionError(`admin must be an object like { port: 9090 } or null (got ${JSON.stringify(a)})`);
+  for (const key of Object.keys(a)) {
+    if (!ADMIN_KEYS.has(key)) throw new InvalidOptionError(`unknown option 'admin.${key}'${suggest(key, ADMIN_KEYS)}`);
+  }
+  const { port } = a;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidOptionError(`admin.port must be an integer from 0 to 65535 (got ${JSON.stringify(port)})`);
+  }
+  const host = a.host ?? DEFAULTS.adminHost;
+  if (typeof host !== 'string' || host.length === 0) throw new InvalidOptionError(`admin.host must be a non-empty string (got ${JSON.stringify(host)})`);
+  const allowPublic = a.allowPublic ?? false;
+  const metrics = a.metrics ?? true;
+  if (typeof allowPublic !== 'boolean') throw new InvalidOptionError(`admin.allowPublic must be a boolean (got ${JSON.stringify(allowPublic)})`);
+  if (typeof metrics !== 'boolean') throw new InvalidOptionError(`admin.metrics must be a boolean (got ${JSON.stringify(metrics)})`);
+  if (!allowPublic && !isLoopback(host)) {
+    throw new InvalidOptionError(
+      `admin.host '${host}' is not a loopback address: the admin server exposes heap snapshots and profiles; ` +
+        'bind 127.0.0.1, or set admin.allowPublic: true (CLI: --admin-allow-public) if the network is private',
+    );
+  }
+  return { port, host, allowPublic, metrics };
+}
 
 export const silentLogger: Logger = {
   debug() {},
@@ -132,6 +194,19 @@ export const silentLogger: Logger = {
   error() {},
   child: () => silentLogger,
 };
+
+/** A logger whose lines carry `bindings`: the logger's child() (pino), or a wrapper when it has none. */
+export function childLogger(logger: Logger, bindings: Record<string, unknown>): Logger {
+  if (logger.child) return logger.child(bindings);
+  const bind = (obj: unknown): unknown => (obj !== null && typeof obj === 'object' ? { ...bindings, ...obj } : { ...bindings, msg: obj });
+  return {
+    debug: (obj, msg) => logger.debug(bind(obj), msg),
+    info: (obj, msg) => logger.info(bind(obj), msg),
+    warn: (obj, msg) => logger.warn(bind(obj), msg),
+    error: (obj, msg) => logger.error(bind(obj), msg),
+    child: (more) => childLogger(logger, { ...bindings, ...more }),
+  };
+}
 
 /** Levenshtein distance, for "did you mean" hints on unknown option names. */
 function distance(a: string, b: string): number {
@@ -240,6 +315,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxConnectionsPerIp: int(o, 'maxConnectionsPerIp', 0),
     startupTimeout: int(o, 'startupTimeout', 1),
     atomics,
+    admin: resolveAdmin(o.admin),
     logger: o.logger ?? silentLogger,
   };
   if (resolved.sendLowWater > resolved.sendHighWater) {

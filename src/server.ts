@@ -1,6 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import { AdminServer } from './admin/server.js';
 import { Connection } from './connection.js';
 import type { Budget, ConnectionLimits } from './connection.js';
 import { InlineDispatcher } from './dispatch/inline.js';
@@ -21,7 +22,8 @@ import type { ResolvedOptions, ServerOptions } from './options.js';
  *   2. the listener closes: new connections are refused;
  *   3. every connection drains (see Connection.shutdown);
  *   4. at drainTimeout what is left is destroyed;
- *   5. teardown() runs in every worker (bounded), the pool is destroyed.
+ *   5. the admin server closes (it answered 503 on /readyz since step 1);
+ *   6. teardown() runs in every worker (bounded), the pool is destroyed.
  * destroy() does the same at once, without draining.
  */
 export type ServerState = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
@@ -95,12 +97,13 @@ export class ShoalServer extends EventEmitter {
   #closing: Promise<DrainReport> | null = null;
   readonly #budgetHits: Partial<Record<BudgetName, number>> = {};
   readonly #budgetLogged = new Map<BudgetName, { at: number; count: number }>();
+  readonly #admin: AdminServer | null;
 
   constructor(options: ServerOptions) {
     super();
     const o = (this.options = resolveOptions(options));
     const events: DispatchEvents = {
-      handlerError: (target, seq, error) => this.#onHandlerError(target.id, seq, error),
+      handlerError: (target, seq, error) => this.#onHandlerError(target as Connection, seq, error),
       workerFailure: (error, messages) => {
         this.#counters.workerFailures++;
         if (error.code === 'SHOAL_HANDLER_TIMEOUT') this.budgetHit('handlerTimeout', { messages });
@@ -125,7 +128,7 @@ export class ShoalServer extends EventEmitter {
               onHandlerError: o.onHandlerError,
               handlerTimeout: o.handlerTimeout,
             },
-            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout },
+            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, metrics: o.admin?.metrics === true },
             o.framing,
             events,
           );
@@ -136,6 +139,10 @@ export class ShoalServer extends EventEmitter {
     this.#dispatcher.on('unsaturated', () => {
       for (const c of this.#connections) c.setPoolPaused(false);
     });
+    this.#dispatcher.on('workerRestart', (reason: string, threadId: number) => {
+      o.logger.warn({ reason, threadId }, 'worker replaced');
+    });
+    this.#admin = o.admin ? new AdminServer(this, o.admin) : null;
     this.#limits = {
       maxInFlight: o.maxInFlightPerConnection,
       sendHighWater: o.sendHighWater,
@@ -158,6 +165,11 @@ export class ShoalServer extends EventEmitter {
     return this.#dispatcher;
   }
 
+  /** The admin HTTP server (options.admin), or null. */
+  get admin(): AdminServer | null {
+    return this.#admin;
+  }
+
   /** Warm every worker (load the handler, run setup()), then listen. Rejects with a ShoalError. */
   async listen(opts: ListenOptions = {}): Promise<AddressInfo> {
     if (this.#state !== 'new') {
@@ -166,13 +178,17 @@ export class ShoalServer extends EventEmitter {
     this.#state = 'starting';
     const o = this.options;
     try {
+      // The admin server first: /healthz and /readyz answer (503) while workers warm up.
+      await this.#admin?.listen();
       await this.#dispatcher.start();
     } catch (err) {
       this.#state = 'closed';
+      await this.#admin?.close();
       throw err;
     }
     if (this.#state !== 'starting') {
       await this.#dispatcher.close(1000);
+      await this.#admin?.close();
       throw new ShoalError('SHOAL_SERVER_CLOSED', 'server closed while starting');
     }
     const net = createNetServer({ allowHalfOpen: true, noDelay: true }, this.#onConnection);
@@ -184,6 +200,7 @@ export class ShoalServer extends EventEmitter {
       this.#net = null;
       this.#state = 'closed';
       await this.#dispatcher.close(1000);
+      await this.#admin?.close();
       throw err;
     }
     net.on('error', (err) => o.logger.error({ err }, 'listener error'));
@@ -290,17 +307,14 @@ export class ShoalServer extends EventEmitter {
 
   readonly #onConnectionError = (conn: Connection, error: ShoalError): void => {
     if (error.code.startsWith('SHOAL_FRAME')) this.#counters.frameErrors++;
-    this.options.logger.warn({ conn: conn.id, remote: conn.remoteAddress, code: error.code, err: error.message }, 'connection error');
+    conn.logger.warn({ code: error.code, err: error.message }, 'connection error');
     this.emit('connectionError', conn, error);
   };
 
-  #onHandlerError(connId: number, seq: number, error: SerializedError): void {
+  #onHandlerError(conn: Connection, seq: number, error: SerializedError): void {
     this.#counters.handlerErrors++;
-    this.options.logger.warn(
-      { conn: connId, seq, code: error.code, err: error.message, policy: this.options.onHandlerError },
-      'handler error',
-    );
-    this.emit('handlerError', error, connId, seq);
+    conn.logger.warn({ seq, code: error.code, err: error.message, policy: this.options.onHandlerError }, 'handler error');
+    this.emit('handlerError', error, conn.id, seq);
   }
 
   readonly #onTick = (): void => {
@@ -374,7 +388,12 @@ export class ShoalServer extends EventEmitter {
     }
     await listenerClosed;
     if (this.#tick) clearInterval(this.#tick);
-    if (!wasStarting || this.#net) await this.#dispatcher.close(Math.max(1000, Math.min(5000, drainTimeout)));
+    if (report.connections > 0) o.logger.info({ ...report }, 'shutdown: connections closed');
+    await this.#admin?.close();
+    if (!wasStarting || this.#net) {
+      o.logger.info({ workers: o.workers }, 'shutdown: running teardown, stopping workers');
+      await this.#dispatcher.close(Math.max(1000, Math.min(5000, drainTimeout)));
+    }
     this.#state = 'closed';
     o.logger.info({ ...report }, 'all done');
     this.emit('close', report);

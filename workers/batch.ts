@@ -6,6 +6,7 @@ import { HandlerTimeoutError } from '../src/errors.js';
 import { META_IN, META_OUT, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
 import type { BatchError, BatchResult, BatchTask } from '../src/dispatch/protocol.js';
 import type { FrameEncoder } from '../src/framing/types.js';
+import { RouteTimer } from '../src/admin/histogram.js';
 import { Context } from './runtime.js';
 import type { HandlerRuntime, Replies } from './runtime.js';
 
@@ -65,9 +66,13 @@ export async function runBatch(
   runtime: HandlerRuntime,
   encoder: FrameEncoder | null,
   handlerTimeout = 0,
+  metrics = false,
 ): Promise<BatchResult> {
   const started = performance.now();
   const { count, buf, peers, progress } = task;
+  // Metrics: one clock read per handler call and a bucket count, all in this thread.
+  const timer = metrics ? new RouteTimer() : null;
+  const queueWaitMs = task.sentAt !== undefined ? Math.max(0, performance.timeOrigin + started - task.sentAt) : NaN;
   const metaIn = new Uint32Array(buf, 0, count * META_IN);
   const dataStart = count * META_IN * 4;
   const metaOut = new Uint32Array(count * META_OUT);
@@ -112,14 +117,21 @@ export async function runBatch(
     // One store per message (two with a timeout): cheap, and it names the culprit if we die here.
     if (handlerTimeout > 0) progress[PROGRESS_STARTED] = Date.now();
     progress[PROGRESS_INDEX] = i;
+    const t0 = timer !== null ? performance.now() : 0;
     try {
       result = runtime.run(frame, ctx);
     } catch (err) {
+      timer?.observe(ctx.routeId, performance.now() - t0);
       fail(i, ctx, err);
       continue;
     }
-    if (result instanceof Promise) (pending ??= []).push({ index: i, ctx, promise: result });
-    else complete(i, ctx, result);
+    if (result instanceof Promise) {
+      if (timer !== null) result = timed(result, timer, ctx, t0);
+      (pending ??= []).push({ index: i, ctx, promise: result });
+    } else {
+      timer?.observe(ctx.routeId, performance.now() - t0);
+      complete(i, ctx, result);
+    }
   }
 
   progress[PROGRESS_INDEX] = -1;
@@ -137,5 +149,21 @@ export async function runBatch(
       else fail(index, ctx, s.reason);
     }
   }
-  return { meta: metaOut, data: packer.buf, errors, elapsedMs: performance.now() - started };
+  const out: BatchResult = { meta: metaOut, data: packer.buf, errors, elapsedMs: performance.now() - started };
+  if (timer !== null) out.metrics = timer.encode(queueWaitMs);
+  return out;
+}
+
+/** An async handler's duration runs until it settles. */
+function timed(promise: Promise<Replies>, timer: RouteTimer, ctx: Context, t0: number): Promise<Replies> {
+  return promise.then(
+    (r) => {
+      timer.observe(ctx.routeId, performance.now() - t0);
+      return r;
+    },
+    (err: unknown) => {
+      timer.observe(ctx.routeId, performance.now() - t0);
+      throw err;
+    },
+  );
 }

@@ -5,10 +5,13 @@
  * a worker that fails before Piscina marks it ready stops the pool from
  * respawning, so load errors must surface as task results instead.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { IntervalHistogram } from 'node:perf_hooks';
 import { threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { startCpuProfile, stopCpuProfile } from '../src/admin/profile.js';
 import { serializeError } from '../src/errors.js';
-import type { BarrierResult, BarrierTask, BatchResult, Task, WorkerSpec } from '../src/dispatch/protocol.js';
+import type { BarrierResult, BarrierTask, BatchResult, ControlRequest, Task, WorkerSpec } from '../src/dispatch/protocol.js';
 import { createFraming } from '../src/framing/index.js';
 import type { FrameEncoder } from '../src/framing/types.js';
 import { runBatch } from './batch.js';
@@ -19,6 +22,16 @@ const encoder: FrameEncoder | null = spec.framing ? createFraming(spec.framing, 
 let runtime: Promise<HandlerRuntime> | null = null;
 /** Barriers this worker already took part in (by their SharedArrayBuffer). */
 const joined = new WeakSet<SharedArrayBuffer | ArrayBuffer>();
+
+/** With metrics: this thread's event-loop delay, reported with a batch result at most once per second. */
+const LOOP_REPORT_MS = 1000;
+const LOOP_RESOLUTION_MS = 20;
+let loopDelay: IntervalHistogram | null = null;
+let loopReportedAt = 0;
+if (spec.metrics) {
+  loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  loopDelay.enable();
+}
 
 function getRuntime(): Promise<HandlerRuntime> {
   return (runtime ??= HandlerRuntime.load(spec.runtime, threadId));
@@ -37,7 +50,7 @@ async function barrier(task: BarrierTask): Promise<BarrierResult> {
   let error = null;
   try {
     if (task.kind === 'init') await getRuntime();
-    else await (await getRuntime()).teardown();
+    else if (task.kind === 'teardown') await (await getRuntime()).teardown();
   } catch (err) {
     error = serializeError(err);
     Atomics.store(task.barrier, 1, 1);
@@ -52,7 +65,25 @@ async function barrier(task: BarrierTask): Promise<BarrierResult> {
     if (left <= 0) break;
     Atomics.wait(task.barrier, 0, arrived, left);
   }
+  // A control task is acted on after everyone joined, so the others are not held while it runs.
+  if (task.kind === 'control' && task.control?.target === threadId) {
+    try {
+      return { threadId, again: false, error: null, value: await control(task.control) };
+    } catch (err) {
+      return { threadId, again: false, error: serializeError(err) };
+    }
+  }
   return { threadId, again: false, error };
+}
+
+async function control(req: ControlRequest): Promise<unknown> {
+  switch (req.op) {
+    case 'profile-start':
+      await startCpuProfile(req.intervalUs);
+      return null;
+    case 'profile-stop':
+      return stopCpuProfile();
+  }
 }
 
 export default async function task(t: Task): Promise<unknown> {
@@ -65,7 +96,22 @@ export default async function task(t: Task): Promise<unknown> {
       const failed: BatchResult = { meta: new Uint32Array(0), data: new Uint8Array(0), errors: null, elapsedMs: 0, loadError: serializeError(err) };
       return failed;
     }
-    const result: BatchResult = await runBatch(t, rt, encoder, spec.handlerTimeout);
+    const result: BatchResult = await runBatch(t, rt, encoder, spec.handlerTimeout, spec.metrics === true);
+    if (result.metrics !== undefined) {
+      result.metrics[0] = threadId;
+      const now = performance.now();
+      if (loopDelay !== null && now - loopReportedAt >= LOOP_REPORT_MS) {
+        loopReportedAt = now;
+        if (loopDelay.count > 0) {
+          // The histogram counts the sampling interval too: subtract it (an idle loop reads ~0).
+          const ms = (ns: number): number => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
+          result.metrics[2] = ms(loopDelay.mean);
+          result.metrics[3] = ms(loopDelay.percentile(99));
+          result.metrics[4] = ms(loopDelay.max);
+        }
+        loopDelay.reset();
+      }
+    }
     const transfer = [result.meta.buffer, result.data.buffer];
     // Piscina transfers what a moved object lists under its transferable symbol (no copy).
     return Piscina.move({

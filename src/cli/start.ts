@@ -51,6 +51,12 @@ Budgets (sizes like 64KiB, durations like 500ms, 10s, 5m)
   --go-away <text>            bytes sent to every connection when shutdown begins
                               (escapes as --delimiter); then serve until the peer closes
 
+Admin HTTP server (off unless --admin-port is given)
+  --admin-port <n>            serve /metrics, /healthz, /readyz, /debug/{stats,profile,heap}
+  --admin-host <addr>         address to bind (default ${DEFAULTS.adminHost}; loopback only unless
+                              --admin-allow-public: it serves heap snapshots and profiles)
+  --admin-allow-public        allow a non-loopback --admin-host (e.g. 0.0.0.0 in a container)
+
 Logging
   --log-level <level>         fatal | error | warn | info | debug | silent (default info)
 
@@ -94,6 +100,9 @@ const FLAGS = {
   'batch-max-frames': { type: 'string' },
   'drain-timeout': { type: 'string' },
   'go-away': { type: 'string' },
+  'admin-port': { type: 'string' },
+  'admin-host': { type: 'string' },
+  'admin-allow-public': { type: 'boolean' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -173,6 +182,13 @@ export function startOptionsFromFlags(v: Values): { options: ServerOptions; host
   if (v['batch-max-frames'] !== undefined) options.batchMaxFrames = parseInteger('batch-max-frames', v['batch-max-frames'], 1);
   if (v['drain-timeout'] !== undefined) options.drainTimeout = parseDuration('drain-timeout', v['drain-timeout']);
   if (v['go-away'] !== undefined) options.goAway = parseEscapes(v['go-away']);
+  if (v['admin-port'] !== undefined) {
+    options.admin = { port: parseInteger('admin-port', v['admin-port'], 0, 65535) };
+    if (v['admin-host'] !== undefined) options.admin.host = v['admin-host'];
+    if (v['admin-allow-public']) options.admin.allowPublic = true;
+  } else if (v['admin-host'] !== undefined || v['admin-allow-public']) {
+    throw new InvalidOptionError('--admin-host and --admin-allow-public need --admin-port <n>');
+  }
   const port = parseInteger('port', v.port ?? String(DEFAULTS.port), 0, 65535);
   const logLevel = parseChoice('log-level', v['log-level'] ?? 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const);
   return { options, host: v.host ?? DEFAULTS.host, port, logLevel };

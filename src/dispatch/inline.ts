@@ -36,6 +36,8 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
   #sent = 0;
 
   readonly #handlerTimeout: number;
+  /** Set by the server when metrics are on: each handler's duration in ms (here on the main thread). */
+  onHandlerTiming: ((route: number | undefined, ms: number) => void) | null = null;
 
   /** handlerTimeout applies to async handlers only here: a sync loop on the main thread cannot be stopped. */
   constructor(spec: RuntimeSpec, framing: Framing, events: DispatchEvents, handlerTimeout = 0) {
@@ -53,10 +55,13 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
   submit(target: DispatchTarget, seq: number, frame: Buffer): void {
     const ctx = new Context(target.id, seq, target.remoteAddress, target.remotePort, undefined);
     this.#sent++;
+    const timing = this.onHandlerTiming;
+    const t0 = timing !== null ? performance.now() : 0;
     let result;
     try {
       result = this.#runtime!.run(frame, ctx);
     } catch (err) {
+      timing?.(ctx.routeId, performance.now() - t0);
       this.#fail(target, seq, ctx, err);
       return;
     }
@@ -65,14 +70,17 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
       (this.#handlerTimeout > 0 ? withTimeout(result, this.#handlerTimeout) : result).then(
         (r) => {
           this.#inFlight--;
+          timing?.(ctx.routeId, performance.now() - t0);
           this.#complete(target, seq, ctx, r);
         },
         (err) => {
           this.#inFlight--;
+          timing?.(ctx.routeId, performance.now() - t0);
           this.#fail(target, seq, ctx, err);
         },
       );
     } else {
+      timing?.(ctx.routeId, performance.now() - t0);
       this.#complete(target, seq, ctx, result);
     }
   }

@@ -1,14 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { HandlerLoadError, ShoalError, serializeError } from '../errors.js';
+import { HandlerLoadError, ShoalError, errorFromCode, serializeError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
 import type { Framing } from '../framing/types.js';
 import { defaultErrorReply } from '../../workers/runtime.js';
 import type { ErrorPolicy } from '../../workers/runtime.js';
 import { frameReplies } from './inline.js';
 import { META_IN, META_OUT, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
-import type { BarrierResult, BarrierTask, BatchResult, BatchTask, WorkerSpec } from './protocol.js';
+import type { BarrierResult, BarrierTask, BatchResult, BatchTask, ControlRequest, WorkerSpec } from './protocol.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
 const WORKER_FILE = fileURLToPath(new URL('../../workers/worker.js', import.meta.url));
@@ -51,6 +51,12 @@ const THREAD_TERMINATION = 'Terminating worker thread';
 /** A message in a dying batch whose culprit cannot be named is retried at most this often. */
 const MAX_BLIND_RETRIES = 1;
 
+/** Why a worker was replaced: we terminated it (handlerTimeout), or it exited or crashed by itself. */
+export type RestartReason = 'handler_timeout' | 'exit';
+
+/** Receives each batch's metrics (BatchResult.metrics), its frame count and the worker's time on it. */
+export type BatchMetricsSink = (metrics: Float64Array, frames: number, elapsedMs: number) => void;
+
 /**
  * Batches frames from every connection into one Piscina task per batch.
  *
@@ -90,6 +96,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #framesInFlight = 0;
   #batchesSent = 0;
   #framesSent = 0;
+  /** Workers we terminated for handlerTimeout whose 'workerDestroy' has not come yet. */
+  #killed = 0;
+  readonly #restarts: Record<RestartReason, number> = { handler_timeout: 0, exit: 0 };
+  /** Control tasks run one at a time (each occupies every worker briefly). */
+  #controlChain: Promise<unknown> = Promise.resolve();
+  /** Set by the server when metrics are on (spec.metrics): called once per batch result. */
+  onBatchMetrics: BatchMetricsSink | null = null;
 
   constructor(options: PoolOptions, spec: WorkerSpec, framing: Framing, events: DispatchEvents) {
     super();
@@ -126,6 +139,17 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       await this.#destroyPool();
       throw new HandlerLoadError(failed.error!.message);
     }
+    // Every worker destroyed from here on, other than by close(), is replaced by Piscina: a restart.
+    this.#pool.on('workerDestroy', (worker: { threadId: number }) => {
+      if (this.#closing) return;
+      let reason: RestartReason = 'exit';
+      if (this.#killed > 0) {
+        this.#killed--;
+        reason = 'handler_timeout';
+      }
+      this.#restarts[reason]++;
+      this.emit('workerRestart', reason, worker.threadId);
+    });
     if (o.handlerTimeout > 0) {
       this.#watchdog = setInterval(this.#checkDeadlines, Math.max(10, Math.min(250, o.handlerTimeout / 4)));
       this.#watchdog.unref();
@@ -140,6 +164,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       const index = b.progress[PROGRESS_INDEX]!;
       if (index >= 0 && b.timedOut < 0 && now - b.progress[PROGRESS_STARTED]! > limit) {
         b.timedOut = index;
+        this.#killed++;
         b.abort?.abort(); // Piscina terminates the worker; Piscina starts a replacement
       }
     }
@@ -150,10 +175,11 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
    * workers × tasksPerWorker copies: each worker joins once and blocks at the
    * barrier until all have joined, so no worker can take every copy.
    */
-  async #barrier(kind: 'init' | 'teardown', timeoutMs: number): Promise<BarrierResult[]> {
+  async #barrier(kind: BarrierTask['kind'], timeoutMs: number, control?: ControlRequest): Promise<BarrierResult[]> {
     const pool = this.#pool!;
     const parties = this.#o.workers;
     const task: BarrierTask = { kind, barrier: new Int32Array(new SharedArrayBuffer(8)), parties, timeoutMs };
+    if (control) task.control = control;
     const copies = Array.from({ length: this.#slots }, () =>
       pool.run(task).then(
         (r: BarrierResult) => r,
@@ -172,6 +198,33 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       return [{ threadId: -1, again: false, error: { code: 'SHOAL_HANDLER_LOAD_FAILED', message: `only ${joined.length} of ${parties} workers finished ${kind} within ${timeoutMs} ms` } }];
     }
     return joined;
+  }
+
+  /**
+   * Deliver a control request to the worker whose threadId is `request.target`
+   * (through a barrier: the others join and go on). Resolves with its answer;
+   * rejects if that worker did not answer (it exited) or failed.
+   */
+  control(request: ControlRequest, timeoutMs: number): Promise<unknown> {
+    const run = async (): Promise<unknown> => {
+      if (this.#pool === null || this.#closing) throw new ShoalError('SHOAL_SERVER_CLOSED', 'the pool is closed');
+      const results = await this.#barrier('control', timeoutMs, request);
+      const answer = results.find((r) => r.threadId === request.target);
+      if (answer === undefined) {
+        const failed = results.find((r) => r.error !== null);
+        throw new ShoalError('SHOAL_WORKER_DIED', failed?.error?.message ?? `worker ${request.target} did not answer (it is gone)`);
+      }
+      if (answer.error !== null) throw errorFromCode(answer.error);
+      return answer.value;
+    };
+    const next = this.#controlChain.then(run, run);
+    this.#controlChain = next.catch(() => {});
+    return next;
+  }
+
+  /** Workers replaced since start, by reason. */
+  get restarts(): Readonly<Record<RestartReason, number>> {
+    return this.#restarts;
   }
 
   submit(target: DispatchTarget, seq: number, frame: Buffer): void {
@@ -277,6 +330,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const progress = new Float64Array(new SharedArrayBuffer(16));
     progress[PROGRESS_INDEX] = -1;
     const task: BatchTask = { kind: 'batch', count, buf, peers, progress };
+    if (this.onBatchMetrics !== null) task.sentAt = performance.timeOrigin + performance.now();
     const abort = this.#o.handlerTimeout > 0 ? new AbortController() : null;
     const batch: InFlightBatch = { targets, seqs, frames, progress, abort, timedOut: -1 };
     this.#inFlight.add(batch);
@@ -310,6 +364,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       return;
     }
     const { meta } = result;
+    if (result.metrics !== undefined) this.onBatchMetrics?.(result.metrics, n, result.elapsedMs);
     const cost = result.elapsedMs / n;
     this.#costPerFrame = this.#costPerFrame === 0 ? cost : this.#costPerFrame * 0.8 + cost * 0.2;
     if (result.errors !== null) {
@@ -467,6 +522,10 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       ]);
       clearTimeout(timer);
     }
+    // A control task still out (a profile being stopped) would hold workers at its barrier: let it end first.
+    let controlTimer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#controlChain, new Promise((r) => (controlTimer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(controlTimer);
     await this.#barrier('teardown', timeoutMs).catch(() => []);
     await this.#destroyPool();
   }

@@ -1,0 +1,293 @@
+/**
+ * The Prometheus registry behind GET /metrics.
+ *
+ * Cost rule: nothing here runs per frame on the main thread. Counters and
+ * gauges are read from server.stats() when Prometheus scrapes (one stats() per
+ * scrape, shared by every metric); handler durations are bucketed in the
+ * workers and merged here once per batch result (a few additions); rare events
+ * (frame errors) are counted from the server's events.
+ *
+ * With `workers: 0` the handler runs on the main thread, so its duration is
+ * measured there, per message: that mode's price for the histogram.
+ */
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import type { EventLoopUtilization, IntervalHistogram } from 'node:perf_hooks';
+import type { Worker } from 'node:worker_threads';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Metric } from 'prom-client';
+import { BATCH_METRICS_HEADER, BATCH_METRICS_STRIDE, HANDLER_BUCKETS_MS } from '../dispatch/protocol.js';
+import type { ShoalError } from '../errors.js';
+import type { ServerStats, ShoalServer } from '../server.js';
+import { FixedHistogram, NO_ROUTE } from './histogram.js';
+
+/** Time a batch waits for a worker, in ms. */
+export const QUEUE_WAIT_BUCKETS_MS: readonly number[] = Object.freeze([
+  0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
+]);
+/** Frames per pool task. */
+export const BATCH_FRAME_BUCKETS: readonly number[] = Object.freeze([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]);
+
+const FRAME_ERROR_CODES = ['SHOAL_FRAME_TOO_LARGE', 'SHOAL_FRAME_TRUNCATED', 'SHOAL_FRAME_INVALID'];
+
+type Labels = Record<string, string>;
+interface Sample {
+  labels?: Labels;
+  value: number;
+  metricName?: string;
+}
+
+/** What the metrics need of the pool (PoolDispatcher has it; `workers: 0` has none). */
+export interface PoolView {
+  readonly pool: { readonly threads: Worker[]; readonly queueSize: number } | null;
+  readonly restarts: Readonly<Record<string, number>>;
+}
+
+/**
+ * A metric computed when scraped, in prom-client's Metric shape (prom-client's
+ * own classes keep per-label state and would need a set() per sample).
+ */
+class Collected {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'gauge' | 'histogram',
+    readonly collect: () => Sample[],
+  ) {}
+  readonly aggregator = 'sum';
+  async get(): Promise<{ name: string; help: string; type: string; values: Sample[]; aggregator: string }> {
+    return { name: this.name, help: this.help, type: this.type, values: this.collect(), aggregator: this.aggregator };
+  }
+  reset(): void {}
+}
+
+/** Prometheus histogram samples (cumulative buckets, _sum, _count) of a FixedHistogram; `scale` converts units. */
+function histogramSamples(name: string, h: FixedHistogram, labels: Labels, scale: number): Sample[] {
+  const out: Sample[] = [];
+  let cumulative = 0;
+  for (let i = 0; i < h.bounds.length; i++) {
+    cumulative += h.counts[i]!;
+    out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: formatBound(h.bounds[i]! * scale) }, value: cumulative });
+  }
+  cumulative += h.counts[h.bounds.length]!;
+  out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: cumulative });
+  out.push({ metricName: `${name}_sum`, labels, value: h.sum * scale });
+  out.push({ metricName: `${name}_count`, labels, value: h.count });
+  return out;
+}
+
+function formatBound(v: number): string {
+  return String(Number(v.toPrecision(6)));
+}
+
+interface LoopDelay {
+  mean: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * monitorEventLoopDelay samples with a timer every `resolution` ms and records
+ * the time between ticks, so an idle loop reads `resolution`: subtract it, so
+ * the metric shows the delay itself (idle ~ 0).
+ */
+export function loopDelay(h: IntervalHistogram, resolutionMs: number): LoopDelay {
+  const ms = (ns: number): number => Math.max(0, ns / 1e6 - resolutionMs);
+  return { mean: ms(h.mean), p99: ms(h.percentile(99)), max: ms(h.max) };
+}
+
+const MAIN_LOOP_RESOLUTION_MS = 10;
+
+interface Snapshot {
+  stats: ServerStats;
+  /** Event-loop delay by thread, ms. */
+  loops: Map<string, LoopDelay>;
+  /** Event-loop utilization since the previous scrape, by thread. */
+  elu: Map<string, number>;
+}
+
+export class ShoalMetrics {
+  readonly registry = new Registry();
+  readonly #server: ShoalServer;
+  readonly #pool: PoolView | null;
+  readonly #routing: boolean;
+  /** Handler durations (ms) by route id (NO_ROUTE when routing is off). */
+  readonly #handler = new Map<number, FixedHistogram>();
+  readonly #queueWait = new FixedHistogram(QUEUE_WAIT_BUCKETS_MS);
+  readonly #batchFrames = new FixedHistogram(BATCH_FRAME_BUCKETS);
+  #busyMs = 0;
+  readonly #frameErrors = new Map<string, number>(FRAME_ERROR_CODES.map((c) => [c, 0]));
+  /** Last event-loop delay each worker reported (ms), by threadId. */
+  readonly #workerLoop = new Map<number, LoopDelay>();
+  readonly #mainLoop: IntervalHistogram;
+  /** Event-loop utilization at the previous scrape, by thread ('main' or threadId), for deltas. */
+  readonly #elu = new Map<string, EventLoopUtilization>();
+  #utilization = { at: performance.now(), busyMs: 0, value: 0 };
+  /** One stats() per scrape: every metric of one scrape reads the same snapshot. */
+  #snapshot: Snapshot | null = null;
+
+  constructor(server: ShoalServer, pool: PoolView | null) {
+    this.#server = server;
+    this.#pool = pool;
+    this.#routing = server.options.routing !== null;
+    collectDefaultMetrics({ register: this.registry });
+    this.#mainLoop = monitorEventLoopDelay({ resolution: MAIN_LOOP_RESOLUTION_MS });
+    this.#mainLoop.enable();
+    server.on('connectionError', this.#onConnectionError);
+    this.#register();
+  }
+
+  /** A batch result's metrics (BatchResult.metrics): merge, a few additions per batch. */
+  readonly onBatch = (m: Float64Array, frames: number, elapsedMs: number): void => {
+    this.#batchFrames.observe(frames);
+    this.#busyMs += elapsedMs;
+    const wait = m[1]!;
+    if (wait === wait) this.#queueWait.observe(wait); // not NaN
+    const loopMean = m[2]!;
+    if (loopMean === loopMean) this.#workerLoop.set(m[0]!, { mean: loopMean, p99: m[3]!, max: m[4]! });
+    const routes = m[5]!;
+    for (let r = 0, off = BATCH_METRICS_HEADER; r < routes; r++, off += BATCH_METRICS_STRIDE) {
+      this.#handlerHistogram(m[off]!).merge(m, off + 2, m[off + 1]!);
+    }
+  };
+
+  /** One handler's duration measured on the main thread (`workers: 0`). */
+  readonly onHandlerTiming = (route: number | undefined, ms: number): void => {
+    this.#handlerHistogram(route ?? NO_ROUTE).observe(ms);
+  };
+
+  #handlerHistogram(route: number): FixedHistogram {
+    let h = this.#handler.get(route);
+    if (h === undefined) this.#handler.set(route, (h = new FixedHistogram(HANDLER_BUCKETS_MS)));
+    return h;
+  }
+
+  readonly #onConnectionError = (_conn: unknown, error: ShoalError): void => {
+    if (error.code.startsWith('SHOAL_FRAME')) this.#frameErrors.set(error.code, (this.#frameErrors.get(error.code) ?? 0) + 1);
+  };
+
+  /** Stop the event-loop monitor and the listeners (the registry's default metrics are left to GC). */
+  close(): void {
+    this.#mainLoop.disable();
+    this.#server.off('connectionError', this.#onConnectionError);
+  }
+
+  /** Pool utilization since the previous call (the busy time workers report over the time they had). */
+  #poolUtilization(): number {
+    const now = performance.now();
+    const u = this.#utilization;
+    const workers = this.#server.options.workers;
+    const span = now - u.at;
+    if (workers > 0 && span >= 100) {
+      u.value = Math.min(1, (this.#busyMs - u.busyMs) / (span * workers));
+      u.at = now;
+      u.busyMs = this.#busyMs;
+    }
+    return u.value;
+  }
+
+  #threads(): Worker[] {
+    return this.#pool?.pool?.threads ?? [];
+  }
+
+  #take(): Snapshot {
+    if (this.#snapshot !== null) return this.#snapshot;
+    const loops = new Map<string, LoopDelay>();
+    const main = this.#mainLoop;
+    if (main.count > 0) loops.set('main', loopDelay(main, MAIN_LOOP_RESOLUTION_MS));
+    main.reset();
+    const elu = new Map<string, number>();
+    const measure = (key: string, now: EventLoopUtilization): void => {
+      const prev = this.#elu.get(key);
+      this.#elu.set(key, now);
+      const d = prev ? performance.eventLoopUtilization(now, prev) : now;
+      elu.set(key, d.utilization);
+    };
+    measure('main', performance.eventLoopUtilization());
+    const live = new Set<string>(['main']);
+    for (const w of this.#threads()) {
+      const key = String(w.threadId);
+      live.add(key);
+      measure(key, w.performance.eventLoopUtilization());
+      const l = this.#workerLoop.get(w.threadId);
+      if (l !== undefined) loops.set(key, l);
+    }
+    for (const key of this.#elu.keys()) if (!live.has(key)) this.#elu.delete(key);
+    for (const id of this.#workerLoop.keys()) if (!live.has(String(id))) this.#workerLoop.delete(id);
+    const snap: Snapshot = { stats: this.#server.stats(), loops, elu };
+    this.#snapshot = snap;
+    // Every metric's get() of one scrape runs in this same synchronous pass.
+    queueMicrotask(() => (this.#snapshot = null));
+    return snap;
+  }
+
+  #register(): void {
+    const add = (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', collect: () => Sample[]): void => {
+      this.registry.registerMetric(new Collected(name, help, type, collect) as unknown as Metric);
+    };
+    const one = (f: (s: ServerStats) => number) => (): Sample[] => [{ value: f(this.#take().stats) }];
+    const server = this.#server;
+
+    add('shoal_connections_active', 'Open client connections.', 'gauge', one((s) => s.connections.active));
+    add('shoal_connections_total', 'Client connections, by outcome: accepted, or rejected by maxConnections / maxConnectionsPerIp.', 'counter', () => {
+      const c = this.#take().stats.counters;
+      return [
+        { labels: { outcome: 'accepted' }, value: c.connectionsAccepted },
+        { labels: { outcome: 'rejected' }, value: c.connectionsRejected },
+      ];
+    });
+    add('shoal_frames_received_total', 'Frames cut from client byte streams.', 'counter', one((s) => s.counters.framesIn));
+    add('shoal_replies_sent_total', 'Messages answered (each may have zero, one or several reply frames).', 'counter', one((s) => s.counters.repliesOut));
+    add('shoal_bytes_received_total', 'Bytes read from clients.', 'counter', one((s) => s.counters.bytesIn));
+    add('shoal_bytes_sent_total', 'Bytes of replies written to clients.', 'counter', one((s) => s.counters.bytesOut));
+    add('shoal_late_replies_total', 'Replies dropped because their connection had closed.', 'counter', one((s) => s.counters.lateReplies));
+    add('shoal_frame_errors_total', 'Connections ended by a framing error, by code.', 'counter', () =>
+      [...this.#frameErrors].map(([code, value]) => ({ labels: { code }, value })),
+    );
+    add('shoal_handler_errors_total', 'Messages whose handler threw, rejected or timed out, by the error policy applied.', 'counter', () => [
+      { labels: { policy: server.options.onHandlerError }, value: this.#take().stats.counters.handlerErrors },
+    ]);
+    add('shoal_worker_failures_total', 'Batches lost to a dying worker (their messages were retried or got the error policy).', 'counter', one((s) => s.counters.workerFailures));
+    add(
+      'shoal_handler_duration_seconds',
+      this.#routing ? 'Handler run time per message, by route, measured in the workers.' : 'Handler run time per message, measured in the workers.',
+      'histogram',
+      () => {
+        const out: Sample[] = [];
+        if (this.#handler.size === 0) this.#handlerHistogram(NO_ROUTE);
+        for (const [route, h] of this.#handler) {
+          const labels: Labels = this.#routing ? { route: route === NO_ROUTE ? 'none' : String(route) } : {};
+          out.push(...histogramSamples('shoal_handler_duration_seconds', h, labels, 1 / 1000));
+        }
+        return out;
+      },
+    );
+    add('shoal_pool_queue_wait_seconds', 'Time from a batch being handed to the pool to a worker starting it.', 'histogram', () =>
+      histogramSamples('shoal_pool_queue_wait_seconds', this.#queueWait, {}, 1 / 1000),
+    );
+    add('shoal_batch_frames', 'Frames per pool task (batch).', 'histogram', () => histogramSamples('shoal_batch_frames', this.#batchFrames, {}, 1));
+    add('shoal_pool_queue_depth', 'Frames waiting for a free pool slot (the dispatcher queue; over maxPendingFrames all reading pauses).', 'gauge', one((s) => s.dispatcher.pendingFrames));
+    add('shoal_pool_tasks_queued', "Batches queued inside Piscina, waiting for a worker.", 'gauge', () => [{ value: this.#pool?.pool?.queueSize ?? 0 }]);
+    add('shoal_pool_threads', 'Live worker threads.', 'gauge', () => [{ value: this.#threads().length }]);
+    add('shoal_pool_utilization', 'Share of the workers\' time spent running batches since the previous scrape (0..1).', 'gauge', () => [{ value: this.#poolUtilization() }]);
+    add('shoal_pool_busy_seconds_total', 'Time workers spent running batches (rate() / workers = utilization).', 'counter', () => [{ value: this.#busyMs / 1000 }]);
+    add('shoal_worker_restarts_total', 'Workers replaced, by reason: handler_timeout (terminated by shoal) or exit (crashed or exited).', 'counter', () => {
+      const r = this.#pool?.restarts ?? { handler_timeout: 0, exit: 0 };
+      return Object.entries(r).map(([reason, value]) => ({ labels: { reason }, value }));
+    });
+    add('shoal_send_queue_bytes', 'Reply bytes queued in user space, summed over connections.', 'gauge', one((s) => s.connections.queuedBytes));
+    add('shoal_paused_connections', 'Connections whose reading is paused by a budget (back pressure).', 'gauge', one((s) => s.connections.paused));
+    add('shoal_in_flight_frames', 'Frames read and not yet answered, summed over connections.', 'gauge', one((s) => s.connections.inFlight));
+    add('shoal_budget_hits_total', 'Times a budget was hit, by the option that sets it.', 'counter', () =>
+      Object.entries(this.#take().stats.budgetHits).map(([budget, value]) => ({ labels: { budget }, value: value ?? 0 })),
+    );
+    add('shoal_ready', '1 while the server accepts connections; 0 from the moment shutdown begins.', 'gauge', () => [{ value: server.ready ? 1 : 0 }]);
+    add('shoal_event_loop_utilization', 'Event-loop utilization since the previous scrape, by thread (main or worker threadId).', 'gauge', () =>
+      [...this.#take().elu].map(([thread, value]) => ({ labels: { thread }, value })),
+    );
+    const loop = (stat: keyof LoopDelay) => (): Sample[] =>
+      [...this.#take().loops].map(([thread, l]) => ({ labels: { thread }, value: l[stat] / 1000 }));
+    add('shoal_event_loop_delay_mean_seconds', 'Mean event-loop delay by thread (main: since the previous scrape; workers: their last 1 s report).', 'gauge', loop('mean'));
+    add('shoal_event_loop_delay_p99_seconds', '99th percentile event-loop delay by thread.', 'gauge', loop('p99'));
+    add('shoal_event_loop_delay_max_seconds', 'Largest event-loop delay by thread.', 'gauge', loop('max'));
+  }
+}
