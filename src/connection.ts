@@ -52,6 +52,8 @@ export interface ConnectionHooks {
   onError(conn: Connection, error: ShoalError): void;
   /** A budget was hit (reading paused, or the connection cut), for logs and metrics. */
   onBudget(conn: Connection, budget: Budget): void;
+  /** Replies that finished after the connection closed (also after onClose). */
+  onLateReplies(conn: Connection, count: number): void;
 }
 
 /** The per-connection budgets, by the option that sets each. */
@@ -241,7 +243,7 @@ export class Connection implements DispatchTarget {
 
   deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean): void {
     if (this.#state === 'closed' || this.#state === 'closing') {
-      this.counters.lateReplies += count;
+      this.#late(count);
       return;
     }
     if (seq !== this.#nextWrite) {
@@ -334,7 +336,10 @@ export class Connection implements DispatchTarget {
   #finish(): void {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     this.#setState('closing');
+    let held = 0;
+    for (const r of this.#reorder.values()) held += r.count;
     this.#reorder.clear();
+    if (held > 0) this.#late(held);
     const socket = this.#socket;
     if (this.#corked) this.#uncork();
     socket.end();
@@ -405,8 +410,16 @@ export class Connection implements DispatchTarget {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.#stateSince = Date.now();
-    this.counters.lateReplies += this.#reorder.size;
+    let held = 0;
+    for (const r of this.#reorder.values()) held += r.count;
     this.#reorder.clear();
+    if (held > 0) this.#late(held);
     this.#hooks.onClose(this, this.#closeError);
   };
+
+  /** Count replies nobody will read; the server hears of them even after onClose. */
+  #late(count: number): void {
+    this.counters.lateReplies += count;
+    this.#hooks.onLateReplies(this, count);
+  }
 }

@@ -255,6 +255,9 @@ export class ShoalServer extends EventEmitter {
         onClose: this.#onConnectionClose,
         onError: this.#onConnectionError,
         onBudget: (c, budget) => this.budgetHit(budget, { conn: c.id, remote: c.remoteAddress }),
+        onLateReplies: (_c, count) => {
+          this.#counters.lateReplies += count;
+        },
       },
       o.logger,
     );
@@ -300,7 +303,6 @@ export class ShoalServer extends EventEmitter {
     c.repliesOut += conn.counters.repliesOut;
     c.bytesIn += conn.counters.bytesIn;
     c.bytesOut += conn.counters.bytesOut;
-    c.lateReplies += conn.counters.lateReplies;
     this.emit('connectionClose', conn, error);
     if (this.#connections.size === 0) this.emit('idle');
   };
@@ -339,7 +341,6 @@ export class ShoalServer extends EventEmitter {
       counters.repliesOut += c.counters.repliesOut;
       counters.bytesIn += c.counters.bytesIn;
       counters.bytesOut += c.counters.bytesOut;
-      counters.lateReplies += c.counters.lateReplies;
     }
     return {
       state: this.#state,
