@@ -396,7 +396,7 @@ export class ShoalServer extends EventEmitter {
       await this.#dispatcher.close(Math.max(1000, Math.min(5000, drainTimeout)));
     }
     this.#state = 'closed';
-    o.logger.info({ ...report }, 'all done');
+    o.logger.info({ ...report }, 'closed');
     this.emit('close', report);
     return report;
   }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { HandlerLoadError, ShoalError, errorFromCode, serializeError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
@@ -140,7 +141,21 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       throw new HandlerLoadError(failed.error!.message);
     }
     // Every worker destroyed from here on, other than by close(), is replaced by Piscina: a restart.
-    this.#pool.on('workerDestroy', (worker: { threadId: number }) => {
+    // A Worker that already exited reads threadId -1, so ids are remembered while the workers live.
+    const pool = this.#pool;
+    const ids = new Map<Worker, number>();
+    const remember = (): void => {
+      for (const w of pool.threads) if (w.threadId >= 0 && !ids.has(w)) ids.set(w, w.threadId);
+    };
+    remember();
+    pool.on('workerCreate', remember);
+    pool.on('workerDestroy', (info: { id: number }) => {
+      let threadId = info.id;
+      for (const [w, id] of ids) {
+        if (w.threadId >= 0 && w.threadId !== info.id) continue; // alive, and not this one
+        ids.delete(w);
+        if (threadId < 0) threadId = id;
+      }
       if (this.#closing) return;
       let reason: RestartReason = 'exit';
       if (this.#killed > 0) {
@@ -148,7 +163,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
         reason = 'handler_timeout';
       }
       this.#restarts[reason]++;
-      this.emit('workerRestart', reason, worker.threadId);
+      this.emit('workerRestart', reason, threadId);
     });
     if (o.handlerTimeout > 0) {
       this.#watchdog = setInterval(this.#checkDeadlines, Math.max(10, Math.min(250, o.handlerTimeout / 4)));
@@ -241,6 +256,10 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   #schedule(): void {
     if (this.#scheduled || this.#qFrames.length === 0 || this.#batchesInFlight >= this.#slots) return;
+    // Every worker busy: a small batch sent now would only wait in a worker's queue and
+    // cost a task of overhead. Let it grow to a full batch, or until a worker frees up
+    // (#settled calls us again).
+    if (this.#batchesInFlight >= this.#o.workers && this.#qFrames.length < this.#batchCap()) return;
     this.#scheduled = true;
     setImmediate(this.#flush);
   }
@@ -255,8 +274,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const cap = this.#batchCap();
     let start = 0;
     while (start < n && free > 0) {
-      // Spread what waits evenly over the free slots, within the batch caps.
-      const want = Math.min(cap, Math.ceil((n - start) / free));
+      // Idle workers share what waits evenly (one busy connection can use every core);
+      // the spare slots behind busy workers take only full batches.
+      const idle = this.#o.workers - this.#batchesInFlight;
+      const left = n - start;
+      let want: number;
+      if (idle > 0) want = Math.min(cap, Math.ceil(left / idle));
+      else if (left >= cap) want = cap;
+      else break;
       let end = start;
       let bytes = 0;
       while (end < n && end - start < want) {
