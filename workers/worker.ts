@@ -1,9 +1,9 @@
 /**
  * The Piscina entry: a thin shell around the handler runtime.
  *
- * The user's module is loaded lazily by the first task, never at import time:
- * a worker that fails before Piscina marks it ready stops the pool from
- * respawning, so load errors must surface as task results instead.
+ * The user's module is loaded while this module is evaluated, but its errors are
+ * caught: a worker that fails before Piscina marks it ready stops the pool from
+ * respawning, so load errors surface as task results instead.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { IntervalHistogram } from 'node:perf_hooks';
@@ -36,6 +36,12 @@ if (spec.metrics) {
 function getRuntime(): Promise<HandlerRuntime> {
   return (runtime ??= HandlerRuntime.load(spec.runtime, threadId));
 }
+
+// Load the handler (and run setup()) while Piscina waits for this module: Piscina marks
+// a worker ready only after, so no task queues on a replacement worker that cannot run
+// it yet (the live workers take them). A load error is not thrown here — a worker that
+// fails before it is ready stops Piscina from respawning — but reported by every task.
+await getRuntime().catch(() => {});
 
 /**
  * Every worker must run init (and teardown) exactly once, but Piscina picks the
