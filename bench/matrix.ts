@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
-import { availableParallelism, cpus, hostname, release, totalmem } from 'node:os';
+import { availableParallelism, cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -261,6 +261,9 @@ interface RunRecord {
   benchExit: number | null;
   benchStderr: string;
   serverStats: { baselineRssMiB: number; peakRssMiB: number; cpu: number; processes: number; stopMs: number; stopCode: number | null; killed: boolean };
+  /** CPU of everything else on the machine during the window, % of one core: other load makes the cell noisy. */
+  otherCpu: number;
+  loadAvg1: number;
   warnings: string[];
 }
 
@@ -269,6 +272,7 @@ function log(msg: string): void {
 }
 
 async function runCell(rep: number, s: Scenario, server: ServerSpec, k: number, n: number, duration: number, warmup: number): Promise<RunRecord> {
+  const loadAvg1 = round(loadavg()[0] ?? 0, 2);
   const srv = await startServer(server.id, n);
   const sampler = new Sampler(srv.pid).start(200);
   await sleep(300); // let the pool settle before measuring its baseline
@@ -281,11 +285,13 @@ async function runCell(rep: number, s: Scenario, server: ServerSpec, k: number, 
   const stopped = await srv.stop();
   const r = b.result;
   let cpu = 0;
-  let peak = sampler.peakRssKiB();
+  let otherCpu = 0;
+  const peak = sampler.peakRssKiB();
   if (r) {
     const from = Date.parse(r.startedAt) + r.warmup * 1000;
-    cpu = sampler.cpuPercent(from, from + r.duration * 1000);
-    peak = sampler.peakRssKiB();
+    const c = sampler.cpuPercent(from, from + r.duration * 1000);
+    cpu = c.tree;
+    otherCpu = Math.max(0, c.system - c.tree - r.generator.cpu);
   }
   return {
     rep,
@@ -317,6 +323,8 @@ async function runCell(rep: number, s: Scenario, server: ServerSpec, k: number, 
       killed: stopped.killed,
     },
     warnings: srv.warnings.slice(0, 20),
+    otherCpu: round(otherCpu, 1),
+    loadAvg1,
   };
 }
 
@@ -345,6 +353,7 @@ function toCell(runs: RunRecord[]): Cell {
     genSaturated: ok.some((r) => r.bench!.generatorSaturated),
     errors: ok.reduce((a, r) => a + r.bench!.errors.total, 0) + (runs.length - ok.length),
     serverWarnings: runs.reduce((a, r) => a + r.warnings.length, 0),
+    otherCpu: round(median(runs.map((r) => r.otherCpu)), 1),
   };
 }
 
@@ -473,8 +482,16 @@ function markdown(r: Results, charts: { throughput: string; latency: string }): 
       `req/s = verified replies in the measured window / its length. Server CPU in % of one core (all threads and processes), RSS = peak of all processes.`,
     '',
   );
-  lines.push('| scenario | server | req/s | runs min–max | × inline | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | server CPU % | generator CPU % | errors |');
-  lines.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  const others = r.runs.map((x) => x.otherCpu);
+  const noisy = others.filter((x) => x > 20).length;
+  lines.push(
+    `Other load on the machine during the measured windows (CPU not used by the server or the generator, % of one core): ` +
+      `median ${median(others).toFixed(0)}%, max ${Math.max(0, ...others).toFixed(0)}%; ${noisy} of ${others.length} runs had more than 20%` +
+      (noisy > 0 ? ' — those cells are noisy, CPU-bound ones most (the cores were shared).' : '.'),
+    '',
+  );
+  lines.push('| scenario | server | req/s | runs min–max | × inline | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | server CPU % | generator CPU % | other load % | errors |');
+  lines.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const s of r.scenarios) {
     const row = r.cells[s.id] ?? {};
     const base = row.inline?.rps;
@@ -485,7 +502,7 @@ function markdown(r: Results, charts: { throughput: string; latency: string }): 
       lines.push(
         `| ${s.title} (${s.note}${s.kValue ? `, K=${s.kValue}` : ''}) | ${v.label} | ${Math.round(c.rps).toLocaleString('en-US')} | ` +
           `${compact(c.rpsMin)}–${compact(c.rpsMax)} | ${x} | ${c.p50.toFixed(3)} | ${c.p99.toFixed(3)} | ${c.p99_9.toFixed(3)} | ` +
-          `${c.peakRssMiB.toFixed(0)} | ${c.cpu.toFixed(0)} | ${c.genCpu.toFixed(0)}${c.genSaturated ? ' (saturated)' : ''} | ${c.errors}${c.serverWarnings ? ` (${c.serverWarnings} server warnings)` : ''} |`,
+          `${c.peakRssMiB.toFixed(0)} | ${c.cpu.toFixed(0)} | ${c.genCpu.toFixed(0)}${c.genSaturated ? ' (saturated)' : ''} | ${c.otherCpu.toFixed(0)} | ${c.errors}${c.serverWarnings ? ` (${c.serverWarnings} server warnings)` : ''} |`,
       );
     }
   }
@@ -524,7 +541,7 @@ function charts(r: Results): { throughput: string; latency: string } {
   );
   const latency = latencyPanels(
     `shoal: latency percentiles per scenario (${r.date}, ${r.host})`,
-    r.servers.map((s) => s.label.replace(/ \(workers:0\)/, '')),
+    r.servers.map((s) => s.label.replace(/^shoal /, '').replace(/ \(workers:0\)/, '')),
     [
       { label: 'p50', color: COLORS[0]! },
       { label: 'p99', color: COLORS[1]! },
@@ -608,6 +625,7 @@ async function main(): Promise<number> {
         const b = rec.bench;
         log(
           `[${i}/${total}] ${s.id.padEnd(8)} ${server.id.padEnd(7)} run ${rep}: ` +
+            `(other load ${rec.otherCpu.toFixed(0)}%) ` +
             (b
               ? `${compact(b.rps).padStart(7)} req/s  p50 ${b.latency.p50.toFixed(3)} ms  p99 ${b.latency.p99.toFixed(3)} ms  ` +
                 `errors ${b.errors.total}  server ${rec.serverStats.cpu.toFixed(0)}% CPU ${rec.serverStats.peakRssMiB} MiB  gen ${b.generatorCpu.toFixed(0)}%`

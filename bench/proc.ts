@@ -62,11 +62,22 @@ export function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
+/** CPU ticks the whole machine spent busy (all cores; steal counts as busy: the core was not ours). */
+export function systemBusyTicks(): number {
+  const stat = read('/proc/stat');
+  if (!stat) return 0;
+  const f = stat.slice(0, stat.indexOf('\n')).trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+}
+
 export interface Sample {
   /** ms since the epoch. */
   t: number;
   rssKiB: number;
   ticks: number;
+  /** systemBusyTicks() at the same moment. */
+  systemTicks: number;
   processes: number;
 }
 
@@ -78,7 +89,7 @@ export function sampleTree(pid: number): Sample {
     rss += rssKiB(p);
     ticks += cpuTicks(p);
   }
-  return { t: Date.now(), rssKiB: rss, ticks, processes: pids.length };
+  return { t: Date.now(), rssKiB: rss, ticks, systemTicks: systemBusyTicks(), processes: pids.length };
 }
 
 /** Samples a process tree on a timer until stopped. */
@@ -103,13 +114,17 @@ export class Sampler {
     return Math.max(0, ...this.samples.filter((s) => s.t >= from && s.t <= to).map((s) => s.rssKiB));
   }
 
-  /** CPU between two wall-clock times, % of one core (from the samples nearest to them). */
-  cpuPercent(from: number, to: number): number {
+  /**
+   * CPU between two wall-clock times, % of one core (from the samples nearest to them):
+   * of the process tree, and of the whole machine.
+   */
+  cpuPercent(from: number, to: number): { tree: number; system: number } {
     const nearest = (t: number): Sample =>
       this.samples.reduce((best, s) => (Math.abs(s.t - t) < Math.abs(best.t - t) ? s : best), this.samples[0]!);
     const a = nearest(from);
     const b = nearest(to);
-    if (b.t <= a.t) return 0;
-    return ((b.ticks - a.ticks) / ticksPerSecond() / ((b.t - a.t) / 1000)) * 100;
+    if (b.t <= a.t) return { tree: 0, system: 0 };
+    const per = (ticks: number): number => (ticks / ticksPerSecond() / ((b.t - a.t) / 1000)) * 100;
+    return { tree: per(b.ticks - a.ticks), system: per(b.systemTicks - a.systemTicks) };
   }
 }

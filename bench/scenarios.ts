@@ -77,6 +77,8 @@ export interface Cell {
   genSaturated: boolean;
   errors: number;
   serverWarnings: number;
+  /** Median CPU used by other processes on the machine during the runs, % of one core. */
+  otherCpu: number;
 }
 
 export interface TargetCheck {

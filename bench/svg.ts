@@ -52,8 +52,8 @@ export function barPanels(title: string, series: Series[], panels: Panel[], opts
   panels.forEach((p, i) => {
     const x0 = 10 + (i % columns) * pw;
     const y0 = top + Math.floor(i / columns) * ph;
-    const plotTop = y0 + 44;
-    const plotH = ph - 80;
+    const plotTop = y0 + 58; // room for the subtitle and the tallest bar's label
+    const plotH = ph - 92;
     const max = Math.max(1e-9, ...p.values.map((v) => v ?? 0));
     out.push(`<text x="${x0 + 10}" y="${y0 + 18}" font-weight="bold">${esc(p.title)}</text>`);
     if (p.subtitle) out.push(`<text x="${x0 + 10}" y="${y0 + 33}" fill="#555" font-size="11">${esc(p.subtitle)}</text>`);
