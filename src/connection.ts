@@ -65,6 +65,7 @@ export class Connection implements DispatchTarget {
   readonly remotePort: number;
   batchStamp = 0;
   batchPeer = 0;
+  lane: unknown = null;
   readonly counters: ConnectionCounters = { framesIn: 0, bytesIn: 0, repliesOut: 0, bytesOut: 0, lateReplies: 0 };
 
   readonly #socket: Socket;

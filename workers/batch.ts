@@ -3,7 +3,7 @@
  * Pure of threads: the worker calls it, and so do unit tests.
  */
 import { HandlerTimeoutError } from '../src/errors.js';
-import { META_IN, META_OUT, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
+import { META_IN, META_OUT, PROGRESS_ASYNC, PROGRESS_DONE, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
 import type { BatchError, BatchResult, BatchTask } from '../src/dispatch/protocol.js';
 import type { FrameEncoder } from '../src/framing/types.js';
 import { RouteTimer } from '../src/admin/histogram.js';
@@ -134,7 +134,7 @@ export async function runBatch(
     }
   }
 
-  progress[PROGRESS_INDEX] = -1;
+  progress[PROGRESS_INDEX] = PROGRESS_ASYNC;
 
   if (pending !== null) {
     // Async handlers of one batch run concurrently; each result lands in its own slot.
@@ -151,6 +151,7 @@ export async function runBatch(
   }
   const out: BatchResult = { meta: metaOut, data: packer.buf, errors, elapsedMs: performance.now() - started };
   if (timer !== null) out.metrics = timer.encode(queueWaitMs);
+  progress[PROGRESS_INDEX] = PROGRESS_DONE;
   return out;
 }
 

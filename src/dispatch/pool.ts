@@ -7,8 +7,10 @@ import type { SerializedError } from '../errors.js';
 import type { Framing } from '../framing/types.js';
 import { defaultErrorReply } from '../../workers/runtime.js';
 import type { ErrorPolicy } from '../../workers/runtime.js';
+import { FairQueue } from './fair-queue.js';
+import type { Taken } from './fair-queue.js';
 import { frameReplies } from './inline.js';
-import { META_IN, META_OUT, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
+import { META_IN, META_OUT, PROGRESS_ASYNC, PROGRESS_INDEX, PROGRESS_NOT_STARTED, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
 import type { BarrierResult, BarrierTask, BatchResult, BatchTask, ControlRequest, WorkerSpec } from './protocol.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
@@ -76,11 +78,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #slots: number;
   #pool: Piscina | null = null;
 
-  // The wait queue, as parallel arrays (cheaper than an object per frame).
-  #qTargets: DispatchTarget[] = [];
-  #qSeqs: number[] = [];
-  #qFrames: Buffer[] = [];
-  #qBytes = 0;
+  /** Frames waiting for a slot, one lane per connection, taken round-robin. */
+  readonly #queue = new FairQueue();
   #scheduled = false;
   #saturated = false;
   #stamp = 0;
@@ -243,11 +242,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   }
 
   submit(target: DispatchTarget, seq: number, frame: Buffer): void {
-    this.#qTargets.push(target);
-    this.#qSeqs.push(seq);
-    this.#qFrames.push(frame);
-    this.#qBytes += frame.length;
-    if (!this.#saturated && (this.#qFrames.length >= this.#o.maxPendingFrames || this.#qBytes >= this.#o.maxPendingBytes)) {
+    const q = this.#queue;
+    q.push(target, seq, frame);
+    if (!this.#saturated && (q.size >= this.#o.maxPendingFrames || q.bytes >= this.#o.maxPendingBytes)) {
       this.#saturated = true;
       this.emit('saturated');
     }
@@ -255,11 +252,11 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#qFrames.length === 0 || this.#batchesInFlight >= this.#slots) return;
+    if (this.#scheduled || this.#queue.size === 0 || this.#batchesInFlight >= this.#slots) return;
     // Every worker busy: a small batch sent now would only wait in a worker's queue and
     // cost a task of overhead. Let it grow to a full batch, or until a worker frees up
     // (#settled calls us again).
-    if (this.#batchesInFlight >= this.#o.workers && this.#qFrames.length < this.#batchCap()) return;
+    if (this.#batchesInFlight >= this.#o.workers && this.#queue.size < this.#batchCap()) return;
     this.#scheduled = true;
     setImmediate(this.#flush);
   }
@@ -268,50 +265,22 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #flush = (): void => {
     this.#scheduled = false;
     const o = this.#o;
-    const n = this.#qFrames.length;
+    const q = this.#queue;
     let free = this.#slots - this.#batchesInFlight;
-    if (n === 0 || free <= 0 || this.#pool === null) return;
+    if (q.size === 0 || free <= 0 || this.#pool === null) return;
     const cap = this.#batchCap();
-    let start = 0;
-    while (start < n && free > 0) {
+    while (q.size > 0 && free > 0) {
       // Idle workers share what waits evenly (one busy connection can use every core);
       // the spare slots behind busy workers take only full batches.
-      const idle = this.#o.workers - this.#batchesInFlight;
-      const left = n - start;
+      const idle = o.workers - this.#batchesInFlight;
       let want: number;
-      if (idle > 0) want = Math.min(cap, Math.ceil(left / idle));
-      else if (left >= cap) want = cap;
+      if (idle > 0) want = Math.min(cap, Math.ceil(q.size / idle));
+      else if (q.size >= cap) want = cap;
       else break;
-      let end = start;
-      let bytes = 0;
-      while (end < n && end - start < want) {
-        const len = this.#qFrames[end]!.length;
-        if (end > start && bytes + len > o.batchMaxBytes) break;
-        bytes += len;
-        end++;
-      }
-      this.#send(start, end, bytes);
-      start = end;
+      this.#send(q.take(want, o.batchMaxBytes));
       free--;
     }
-    if (start === n) {
-      this.#qTargets = [];
-      this.#qSeqs = [];
-      this.#qFrames = [];
-      this.#qBytes = 0;
-    } else {
-      this.#qTargets = this.#qTargets.slice(start);
-      this.#qSeqs = this.#qSeqs.slice(start);
-      this.#qFrames = this.#qFrames.slice(start);
-      let bytes = 0;
-      for (const f of this.#qFrames) bytes += f.length;
-      this.#qBytes = bytes;
-    }
-    if (
-      this.#saturated &&
-      this.#qFrames.length <= o.maxPendingFrames / 2 &&
-      this.#qBytes <= o.maxPendingBytes / 2
-    ) {
+    if (this.#saturated && q.size <= o.maxPendingFrames / 2 && q.bytes <= o.maxPendingBytes / 2) {
       this.#saturated = false;
       this.emit('unsaturated');
     }
@@ -324,15 +293,12 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     return Math.max(1, Math.min(this.#o.batchMaxFrames, Math.floor(TARGET_BATCH_MS / cost)));
   }
 
-  #send(start: number, end: number, bytes: number): void {
-    const count = end - start;
+  #send({ targets, seqs, frames, bytes }: Taken): void {
+    const count = frames.length;
     const dataStart = count * META_IN * 4;
     const buf = new ArrayBuffer(dataStart + bytes);
     const meta = new Uint32Array(buf, 0, count * META_IN);
     const data = new Uint8Array(buf, dataStart);
-    const targets = this.#qTargets.slice(start, end);
-    const seqs = this.#qSeqs.slice(start, end);
-    const frames = this.#qFrames.slice(start, end);
     const peers: (number | string)[] = [];
     const stamp = ++this.#stamp;
     let off = 0;
@@ -353,7 +319,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       off += f.length;
     }
     const progress = new Float64Array(new SharedArrayBuffer(16));
-    progress[PROGRESS_INDEX] = -1;
+    progress[PROGRESS_INDEX] = PROGRESS_NOT_STARTED;
     const task: BatchTask = { kind: 'batch', count, buf, peers, progress };
     if (this.onBatchMetrics !== null) task.sentAt = performance.timeOrigin + performance.now();
     const abort = this.#o.handlerTimeout > 0 ? new AbortController() : null;
@@ -374,7 +340,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#inFlight.delete(batch);
     this.#batchesInFlight--;
     this.#framesInFlight -= count;
-    if (this.#batchesInFlight === 0 && this.#qFrames.length === 0) this.emit('idle');
+    if (this.#batchesInFlight === 0 && this.#queue.size === 0) this.emit('idle');
     this.#schedule();
   }
 
@@ -461,8 +427,10 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     } else if (message === THREAD_TERMINATION) {
       error = { code: 'SHOAL_WORKER_DIED', message: 'worker terminated while this batch was queued on it' };
     } else {
-      culprit = batch.progress[PROGRESS_INDEX]!;
-      blind = culprit < 0;
+      const at = batch.progress[PROGRESS_INDEX]!;
+      // A batch that never started is innocent; one in its async phase cannot name a culprit.
+      culprit = at >= 0 ? at : -1;
+      blind = at === PROGRESS_ASYNC;
       error = err instanceof ShoalError ? err.toJSON() : { code: 'SHOAL_WORKER_DIED', message: `worker died: ${message}` };
     }
     this.#events.workerFailure(error, culprit >= 0 ? 1 : blind ? targets.length : 0);
@@ -482,12 +450,18 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       }
       retry.push(k);
     }
+    if (culprit >= 0 || blind) {
+      // Until the cost estimate recovers, batches carry one message: the next crash
+      // takes down one message, not a batch that must be retried.
+      this.#costPerFrame = Math.max(this.#costPerFrame, TARGET_BATCH_MS);
+    }
     if (retry.length > 0) {
-      // Back to the front of the queue: these are the oldest frames.
-      this.#qTargets = [...retry.map((k) => targets[k]!), ...this.#qTargets];
-      this.#qSeqs = [...retry.map((k) => seqs[k]!), ...this.#qSeqs];
-      this.#qFrames = [...retry.map((k) => frames[k]!), ...this.#qFrames];
-      for (const k of retry) this.#qBytes += frames[k]!.length;
+      // Back to the front of their lanes: these are the oldest frames.
+      this.#queue.requeue(
+        retry.map((k) => targets[k]!),
+        retry.map((k) => seqs[k]!),
+        retry.map((k) => frames[k]!),
+      );
       this.#schedule();
     }
   }
@@ -510,8 +484,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   stats(): DispatcherStats {
     return {
       workers: this.#o.workers,
-      pendingFrames: this.#qFrames.length,
-      pendingBytes: this.#qBytes,
+      pendingFrames: this.#queue.size,
+      pendingBytes: this.#queue.bytes,
       batchesInFlight: this.#batchesInFlight,
       framesInFlight: this.#framesInFlight,
       batchesSent: this.#batchesSent,
@@ -535,10 +509,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#closing = true;
     if (this.#watchdog) clearInterval(this.#watchdog);
     // Frames still waiting belong to connections that were destroyed: nobody is left to answer.
-    this.#qTargets = [];
-    this.#qSeqs = [];
-    this.#qFrames = [];
-    this.#qBytes = 0;
+    this.#queue.clear();
     if (this.#batchesInFlight > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([

@@ -43,8 +43,9 @@ export interface BatchTask {
   peers: (number | string)[];
   /**
    * Shared with the main thread: [index of the message whose handler is running
-   * synchronously, or -1; Date.now() when it started]. Lets the main thread name
-   * the culprit when a worker dies, and kill a handler stuck past handlerTimeout.
+   * synchronously, PROGRESS_NOT_STARTED, or PROGRESS_ASYNC; Date.now() when it
+   * started]. Lets the main thread name the culprit when a worker dies, tell a
+   * batch that never ran from one that did, and kill a handler stuck past handlerTimeout.
    */
   progress: Float64Array;
   /** With metrics: when pool.run() was called (performance.timeOrigin + performance.now(), ms). */
@@ -53,6 +54,12 @@ export interface BatchTask {
 
 export const PROGRESS_INDEX = 0;
 export const PROGRESS_STARTED = 1;
+/** The batch has not started: it was queued behind another on its worker. */
+export const PROGRESS_NOT_STARTED = -2;
+/** Every handler has been called; async ones may still be running. */
+export const PROGRESS_ASYNC = -1;
+/** The batch is complete; its result may not have reached the main thread before its worker died. */
+export const PROGRESS_DONE = -3;
 
 export interface BatchError extends SerializedError {
   /** Index of the message in the batch. */

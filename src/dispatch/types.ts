@@ -17,6 +17,8 @@ export interface DispatchTarget {
   /** Scratch fields the dispatcher uses to index a batch's peers without a Map. */
   batchStamp: number;
   batchPeer: number;
+  /** The dispatcher's wait lane for this connection (opaque to the connection). */
+  lane: unknown;
 }
 
 /** Things the dispatcher reports upward (for logs and metrics). */

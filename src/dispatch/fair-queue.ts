@@ -1,0 +1,150 @@
+import type { DispatchTarget } from './types.js';
+
+/** One connection's frames waiting for the pool, oldest first from `head`. */
+class Lane {
+  frames: Buffer[] = [];
+  seqs: number[] = [];
+  head = 0;
+  /** In the ready ring. */
+  active = false;
+}
+
+/** Frames taken for one batch, as parallel arrays. */
+export interface Taken {
+  targets: DispatchTarget[];
+  seqs: number[];
+  frames: Buffer[];
+  bytes: number;
+}
+
+/**
+ * The frames waiting for the pool, one lane per connection, taken round-robin.
+ *
+ * A single FIFO let one connection with a thousand pipelined frames delay every
+ * other connection's next message by a thousand frames; here each batch takes an
+ * equal share from every waiting connection, so a light client's message goes
+ * out in the next batch however busy the heavy one is. Within a lane, order is
+ * the connection's sequence order, so its frames sit together in a batch and
+ * their replies coalesce into one write.
+ */
+export class FairQueue {
+  /** Targets with waiting frames, in turn order; [#readyHead, length) is live. */
+  #ready: DispatchTarget[] = [];
+  #readyHead = 0;
+  #size = 0;
+  #bytes = 0;
+
+  /** Frames waiting. */
+  get size(): number {
+    return this.#size;
+  }
+  /** Bytes of frames waiting. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  push(target: DispatchTarget, seq: number, frame: Buffer): void {
+    const lane = (target.lane ??= new Lane()) as Lane;
+    lane.frames.push(frame);
+    lane.seqs.push(seq);
+    this.#size++;
+    this.#bytes += frame.length;
+    if (!lane.active) {
+      lane.active = true;
+      this.#ready.push(target);
+    }
+  }
+
+  /**
+   * Put frames back at the front of their lanes (a retry after a worker died):
+   * they are older than anything waiting, and their lanes go first.
+   */
+  requeue(targets: DispatchTarget[], seqs: number[], frames: Buffer[]): void {
+    const byTarget = new Map<DispatchTarget, number[]>();
+    targets.forEach((t, k) => {
+      const list = byTarget.get(t);
+      if (list) list.push(k);
+      else byTarget.set(t, [k]);
+    });
+    for (const [t, ks] of byTarget) {
+      const lane = (t.lane ??= new Lane()) as Lane;
+      lane.frames = [...ks.map((k) => frames[k]!), ...lane.frames.slice(lane.head)];
+      lane.seqs = [...ks.map((k) => seqs[k]!), ...lane.seqs.slice(lane.head)];
+      lane.head = 0;
+      for (const k of ks) this.#bytes += frames[k]!.length;
+      this.#size += ks.length;
+      if (!lane.active) {
+        lane.active = true;
+        if (this.#readyHead > 0) this.#ready[--this.#readyHead] = t;
+        else this.#ready.unshift(t);
+      }
+    }
+  }
+
+  /**
+   * Take up to `want` frames (and about `maxBytes`, at least one frame) for one
+   * batch: an equal share from each waiting connection in turn.
+   */
+  take(want: number, maxBytes: number): Taken {
+    const out: Taken = { targets: [], seqs: [], frames: [], bytes: 0 };
+    const ready = this.#ready;
+    while (out.frames.length < want && this.#readyHead < ready.length) {
+      const waiting = ready.length - this.#readyHead;
+      const quantum = Math.max(1, Math.ceil((want - out.frames.length) / waiting));
+      const t = ready[this.#readyHead++]!;
+      const lane = t.lane as Lane;
+      let k = 0;
+      let full = false;
+      while (k < quantum && lane.head < lane.frames.length) {
+        const f = lane.frames[lane.head]!;
+        if (out.frames.length > 0 && out.bytes + f.length > maxBytes) {
+          full = true;
+          break;
+        }
+        out.targets.push(t);
+        out.seqs.push(lane.seqs[lane.head]!);
+        out.frames.push(f);
+        out.bytes += f.length;
+        lane.head++;
+        k++;
+        if (out.frames.length >= want) break;
+      }
+      if (lane.head === lane.frames.length) {
+        lane.frames = [];
+        lane.seqs = [];
+        lane.head = 0;
+        lane.active = false;
+      } else {
+        if (lane.head > 1024 && lane.head * 2 > lane.frames.length) {
+          lane.frames = lane.frames.slice(lane.head);
+          lane.seqs = lane.seqs.slice(lane.head);
+          lane.head = 0;
+        }
+        ready.push(t); // its turn again after the others
+      }
+      if (full) break;
+    }
+    if (this.#readyHead > 1024 && this.#readyHead * 2 > ready.length) {
+      this.#ready = ready.slice(this.#readyHead);
+      this.#readyHead = 0;
+    }
+    this.#size -= out.frames.length;
+    this.#bytes -= out.bytes;
+    return out;
+  }
+
+  /** Drop everything waiting (shutdown: nobody is left to answer). */
+  clear(): void {
+    for (let i = this.#readyHead; i < this.#ready.length; i++) {
+      const lane = this.#ready[i]!.lane as Lane;
+      lane.frames = [];
+      lane.seqs = [];
+      lane.head = 0;
+      lane.active = false;
+    }
+    this.#ready = [];
+    this.#readyHead = 0;
+    this.#size = 0;
+    this.#bytes = 0;
+  }
+}

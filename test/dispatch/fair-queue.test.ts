@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { FairQueue } from '../../dist/src/dispatch/fair-queue.js';
+
+const target = (id: number) => ({ id, remoteAddress: '', remotePort: 0, batchStamp: 0, batchPeer: 0, lane: null, deliver() {} });
+const frame = (s: string) => Buffer.from(s);
+
+describe('FairQueue', () => {
+  it('takes an equal share from each waiting connection, keeping each one in sequence order', () => {
+    const q = new FairQueue();
+    const heavy = target(1);
+    const light = target(2);
+    for (let i = 0; i < 100; i++) q.push(heavy, i, frame(`h${i}`));
+    q.push(light, 0, frame('l0'));
+    expect(q.size).toBe(101);
+    const t = q.take(10, 1 << 20);
+    // The light connection's only frame is in the first batch, not after 100 heavy ones.
+    expect(t.frames.map(String)).toContain('l0');
+    const heavySeqs = t.seqs.filter((_, k) => t.targets[k] === heavy);
+    expect(heavySeqs).toEqual([...heavySeqs].sort((a, b) => a - b));
+    expect(t.frames.length).toBe(10);
+    expect(q.size).toBe(91);
+  });
+
+  it('drains everything exactly once, in per-connection order, whatever the batch sizes', () => {
+    const q = new FairQueue();
+    const ts = [target(1), target(2), target(3)];
+    const pushed = new Map(ts.map((t) => [t, [] as number[]]));
+    for (let i = 0; i < 300; i++) {
+      const t = ts[(i * 7) % 3]!;
+      const seq = pushed.get(t)!.length;
+      pushed.get(t)!.push(seq);
+      q.push(t, seq, frame(`${t.id}:${seq}`));
+    }
+    const got = new Map(ts.map((t) => [t, [] as number[]]));
+    for (let want = 1; q.size > 0; want = (want % 17) + 1) {
+      const t = q.take(want, 1 << 20);
+      expect(t.frames.length).toBeGreaterThan(0);
+      expect(t.frames.length).toBeLessThanOrEqual(want);
+      t.targets.forEach((tt, k) => got.get(tt)!.push(t.seqs[k]!));
+    }
+    for (const t of ts) expect(got.get(t)).toEqual(pushed.get(t));
+    expect(q.bytes).toBe(0);
+  });
+
+  it('respects the byte cap but always takes at least one frame', () => {
+    const q = new FairQueue();
+    const t = target(1);
+    q.push(t, 0, Buffer.alloc(100));
+    q.push(t, 1, Buffer.alloc(100));
+    expect(q.take(10, 50).frames.length).toBe(1);
+    expect(q.take(10, 150).frames.length).toBe(1);
+    expect(q.size).toBe(0);
+  });
+
+  it('requeued frames (a retry) go out first, before newer frames of the same connection', () => {
+    const q = new FairQueue();
+    const a = target(1);
+    const b = target(2);
+    q.push(a, 5, frame('a5'));
+    q.push(b, 0, frame('b0'));
+    q.requeue([a, a], [3, 4], [frame('a3'), frame('a4')]);
+    expect(q.size).toBe(4);
+    const t = q.take(4, 1 << 20);
+    expect(t.targets[0]).toBe(a);
+    const aSeqs = t.seqs.filter((_, k) => t.targets[k] === a);
+    expect(aSeqs).toEqual([3, 4, 5]);
+  });
+
+  it('clear() empties it and lanes can be reused', () => {
+    const q = new FairQueue();
+    const a = target(1);
+    q.push(a, 0, frame('x'));
+    q.clear();
+    expect(q.size).toBe(0);
+    expect(q.take(5, 100).frames).toEqual([]);
+    q.push(a, 1, frame('y'));
+    expect(q.take(5, 100).seqs).toEqual([1]);
+  });
+});
