@@ -1,4 +1,4 @@
-import { FrameTooLargeError, InvalidOptionError } from '../errors.js';
+import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../errors.js';
 import type { DelimiterFramingOptions, FrameDecoder, FrameEncoder, Framing, LineFramingOptions } from './types.js';
 
 /**
@@ -70,12 +70,22 @@ export class DelimiterDecoder implements FrameDecoder {
   }
 }
 
+/**
+ * Appends the trailer, and refuses a body the peer's decoder would cut differently:
+ * one containing the delimiter (or overlapping it with the trailer), or, for lines
+ * whose CR is stripped, one ending in '\r'. Otherwise the peer would read more
+ * replies than were sent and every later reply would be matched to the wrong request.
+ */
 export class DelimiterEncoder implements FrameEncoder {
   readonly #trailer: Buffer;
   readonly #max: number;
-  constructor(trailer: Buffer, maxFrame: number) {
+  readonly #delimiter: Buffer;
+  readonly #stripCR: boolean;
+  constructor(trailer: Buffer, maxFrame: number, delimiter: Buffer = trailer, stripCR = false) {
     this.#trailer = trailer;
     this.#max = maxFrame;
+    this.#delimiter = delimiter;
+    this.#stripCR = stripCR;
   }
   frameLength(bodyLength: number): number {
     if (bodyLength > this.#max) throw new FrameTooLargeError(bodyLength, this.#max);
@@ -85,6 +95,13 @@ export class DelimiterEncoder implements FrameEncoder {
     const total = this.frameLength(body.length);
     out.set(body, offset);
     out.set(this.#trailer, offset + body.length);
+    const wire = Buffer.from(out.buffer, out.byteOffset + offset, total);
+    const d = this.#delimiter;
+    const first = d.length === 1 ? wire.indexOf(d[0]!) : wire.indexOf(d);
+    const cut = first >= 0 && this.#stripCR && first > 0 && wire[first - 1] === 0x0d ? first - 1 : first;
+    if (cut !== body.length) {
+      throw new FrameInvalidError(`a reply of ${body.length} bytes would be cut at byte ${cut} by the peer: it contains the delimiter${this.#stripCR ? ' or ends in \\r' : ''}`);
+    }
     return total;
   }
 }
@@ -102,7 +119,7 @@ export function lineFraming(options: LineFramingOptions, defaultMaxFrame: number
   const eol = options.eol ?? '\n';
   if (eol !== '\n' && eol !== '\r\n') throw new InvalidOptionError(`framing.eol must be '\\n' or '\\r\\n' (got ${JSON.stringify(eol)})`);
   const lf = Buffer.from('\n');
-  const encoder = new DelimiterEncoder(Buffer.from(eol), maxFrame);
+  const encoder = new DelimiterEncoder(Buffer.from(eol), maxFrame, lf, stripCR);
   return { name: 'line', createDecoder: () => new DelimiterDecoder(lf, maxFrame, stripCR), encoder };
 }
 
@@ -118,6 +135,6 @@ export function delimiterFraming(options: DelimiterFramingOptions, defaultMaxFra
   return {
     name: 'delimiter',
     createDecoder: () => new DelimiterDecoder(delim, maxFrame, false),
-    encoder: new DelimiterEncoder(delim, maxFrame),
+    encoder: new DelimiterEncoder(delim, maxFrame, delim),
   };
 }

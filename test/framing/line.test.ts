@@ -241,3 +241,22 @@ describe('delimiter framing: option validation', () => {
     expect(decode(f, [bytes('"a;b,"')]).frames.map(String)).toEqual(['a']);
   });
 });
+
+describe('delimiter encoders refuse replies the peer would cut differently', () => {
+  it('a line reply containing \\n, or ending in \\r when CR is stripped, is SHOAL_FRAME_INVALID', () => {
+    const line = createFraming({ type: 'line' }, 1024);
+    expect(() => encodeFrame(line, Buffer.from('a\nb'))).toThrow(expect.objectContaining({ code: 'SHOAL_FRAME_INVALID' }));
+    expect(() => encodeFrame(line, Buffer.from('ab\r'))).toThrow(expect.objectContaining({ code: 'SHOAL_FRAME_INVALID' }));
+    expect(encodeFrame(line, Buffer.from('a\rb')).toString()).toBe('a\rb\n');
+    const raw = createFraming({ type: 'line', stripCR: false }, 1024);
+    expect(encodeFrame(raw, Buffer.from('ab\r')).toString()).toBe('ab\r\n');
+  });
+
+  it('a delimiter reply that contains or overlaps the delimiter is SHOAL_FRAME_INVALID', () => {
+    const aba = createFraming({ type: 'delimiter', delimiter: 'aba' }, 1024);
+    expect(() => encodeFrame(aba, Buffer.from('xabay'))).toThrow(expect.objectContaining({ code: 'SHOAL_FRAME_INVALID' }));
+    // "ab" + "aba" = "ababa": the peer would find "aba" at 0 and read an empty frame.
+    expect(() => encodeFrame(aba, Buffer.from('ab'))).toThrow(expect.objectContaining({ code: 'SHOAL_FRAME_INVALID' }));
+    expect(encodeFrame(aba, Buffer.from('xa')).toString()).toBe('xaaba');
+  });
+});
