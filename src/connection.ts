@@ -29,6 +29,10 @@ const PAUSE_DRAIN = 8; // draining or closing: never read again (but frames alre
 /** How long a closing connection waits for the peer's FIN before it is destroyed. */
 const LINGER_MS = 2_000;
 
+/** Where a socket keeps its connection, for the shared listeners. */
+const CONN = Symbol('shoal.connection');
+type SocketWithConn = Socket & { [CONN]?: Connection };
+
 export interface ConnectionLimits {
   maxInFlight: number;
   sendHighWater: number;
@@ -84,7 +88,7 @@ export class Connection implements DispatchTarget {
   #nextSeq = 0;
   #nextWrite = 0;
   /** Replies that finished before an earlier message: seq -> [count, bytes, close]. Bounded by maxInFlight. */
-  #reorder = new Map<number, { count: number; bytes: Uint8Array | null; close: boolean }>();
+  #reorder: Map<number, { count: number; bytes: Uint8Array | null; close: boolean }> | null = null;
   #corked = false;
   #readEnded = false;
   /** Stop cutting frames after this error (a bad frame, the close policy). */
@@ -115,11 +119,33 @@ export class Connection implements DispatchTarget {
     this.#limits = limits;
     this.#hooks = hooks;
     this.#logger = logger;
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('error', this.#onSocketError);
-    socket.on('close', this.#onSocketClose);
-    socket.on('drain', this.#onDrain);
+    // Listeners are shared by every connection (found through the socket), not
+    // closures per connection: an idle connection should cost little more than its socket.
+    (socket as SocketWithConn)[CONN] = this;
+    socket.on('data', Connection.#dataListener);
+    socket.on('end', Connection.#endListener);
+    socket.on('error', Connection.#errorListener);
+    socket.on('close', Connection.#closeListener);
+    socket.on('drain', Connection.#drainListener);
+  }
+
+  static #dataListener(this: Socket, chunk: Buffer): void {
+    (this as SocketWithConn)[CONN]!.#onData(chunk);
+  }
+  static #endListener(this: Socket): void {
+    (this as SocketWithConn)[CONN]!.#onEnd();
+  }
+  static #errorListener(this: Socket, err: Error): void {
+    (this as SocketWithConn)[CONN]!.#onSocketError(err);
+  }
+  static #closeListener(this: Socket): void {
+    (this as SocketWithConn)[CONN]!.#onSocketClose();
+  }
+  static #drainListener(this: Socket): void {
+    (this as SocketWithConn)[CONN]!.#checkLowWater();
+  }
+  static #uncorkTick(conn: Connection): void {
+    conn.#uncork();
   }
 
   /** This connection's logger (bound to its id and remote address), made on first use: most connections log nothing. */
@@ -153,14 +179,14 @@ export class Connection implements DispatchTarget {
 
   // ---- read side -------------------------------------------------------------
 
-  readonly #onData = (chunk: Buffer): void => {
+  #onData(chunk: Buffer): void {
     if (this.#state === 'closing') return; // lingering close: discard
     this.counters.bytesIn += chunk.length;
     this.#sawActivity = true;
     this.#readerDry = false;
     this.#reader.push(chunk);
     this.#pump();
-  };
+  }
 
   /** Cut and dispatch frames while no budget says stop. */
   #pump(): void {
@@ -199,7 +225,7 @@ export class Connection implements DispatchTarget {
     this.#stopReading();
   }
 
-  readonly #onEnd = (): void => {
+  #onEnd(): void {
     this.#readEnded = true;
     if (this.#state === 'closing') {
       this.#socket.destroy();
@@ -207,7 +233,7 @@ export class Connection implements DispatchTarget {
     }
     // Half-close: finish what was received (as budgets allow), flush, then FIN.
     this.#stopReading();
-  };
+  }
 
   #pause(reason: number): void {
     this.#paused |= reason;
@@ -248,12 +274,12 @@ export class Connection implements DispatchTarget {
       return;
     }
     if (seq !== this.#nextWrite) {
-      this.#reorder.set(seq, { count, bytes, close });
+      (this.#reorder ??= new Map()).set(seq, { count, bytes, close });
       return;
     }
     this.#release(count, bytes, close);
     const reorder = this.#reorder;
-    while (reorder.size > 0 && (this.#state === 'active' || this.#state === 'draining')) {
+    while (reorder !== null && reorder.size > 0 && (this.#state === 'active' || this.#state === 'draining')) {
       const next = reorder.get(this.#nextWrite);
       if (next === undefined) break;
       reorder.delete(this.#nextWrite);
@@ -280,16 +306,16 @@ export class Connection implements DispatchTarget {
       // Every reply written in this tick leaves in one writev.
       this.#corked = true;
       socket.cork();
-      process.nextTick(this.#uncork);
+      process.nextTick(Connection.#uncorkTick, this);
     }
     this.counters.bytesOut += bytes.length;
     socket.write(bytes);
   }
 
-  readonly #uncork = (): void => {
+  #uncork(): void {
     this.#corked = false;
     this.#socket.uncork();
-  };
+  }
 
   #afterWrite(): void {
     this.#sawActivity = true;
@@ -305,11 +331,6 @@ export class Connection implements DispatchTarget {
     else if (this.#state === 'draining') this.#pump();
     this.#maybeFinish();
   }
-
-  /** The socket flushed its whole queue. */
-  readonly #onDrain = (): void => {
-    this.#checkLowWater();
-  };
 
   #checkLowWater(): void {
     if ((this.#paused & PAUSE_SEND_QUEUE) !== 0 && this.#socket.writableLength <= this.#limits.sendLowWater) {
@@ -338,8 +359,8 @@ export class Connection implements DispatchTarget {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     this.#setState('closing');
     let held = 0;
-    for (const r of this.#reorder.values()) held += r.count;
-    this.#reorder.clear();
+    if (this.#reorder !== null) for (const r of this.#reorder.values()) held += r.count;
+    this.#reorder = null;
     if (held > 0) this.#late(held);
     const socket = this.#socket;
     if (this.#corked) this.#uncork();
@@ -402,21 +423,21 @@ export class Connection implements DispatchTarget {
     this.destroy(err);
   }
 
-  readonly #onSocketError = (err: Error): void => {
+  #onSocketError(err: Error): void {
     // Read and write side die together: the socket is destroyed, 'close' follows.
     this.logger.debug({ err: err.message }, 'socket error');
-  };
+  }
 
-  readonly #onSocketClose = (): void => {
+  #onSocketClose(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.#stateSince = Date.now();
     let held = 0;
-    for (const r of this.#reorder.values()) held += r.count;
-    this.#reorder.clear();
+    if (this.#reorder !== null) for (const r of this.#reorder.values()) held += r.count;
+    this.#reorder = null;
     if (held > 0) this.#late(held);
     this.#hooks.onClose(this, this.#closeError);
-  };
+  }
 
   /** Count replies nobody will read; the server hears of them even after onClose. */
   #late(count: number): void {

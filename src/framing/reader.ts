@@ -18,10 +18,13 @@ import type { FrameDecoder } from './types.js';
  * bounds those).
  * Bytes before #off are never written again: frames handed out still view them.
  */
+/** One shared empty buffer: a reader on an idle connection allocates nothing. */
+const EMPTY = Buffer.alloc(0);
+
 export class FrameReader {
   readonly #decoder: FrameDecoder;
   /** Bytes received: [#off, #buf.length) not yet cut. A chunk, or a view of #room. */
-  #buf: Buffer = Buffer.alloc(0);
+  #buf: Buffer = EMPTY;
   #off = 0;
   /** The buffer we allocated for merges when #buf views its start, else null (never a peer's chunk). */
   #room: Buffer | null = null;
@@ -118,7 +121,7 @@ export class FrameReader {
   }
 
   #discard(): void {
-    this.#buf = Buffer.alloc(0);
+    this.#buf = EMPTY;
     this.#off = 0;
     this.#room = null;
     this.#pending = [];
