@@ -2,6 +2,7 @@ import { EventEmitter, once } from 'node:events';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { AdminServer } from './admin/server.js';
+import { createSharedMetrics } from './admin/shared.js';
 import { Connection } from './connection.js';
 import type { Budget, ConnectionLimits } from './connection.js';
 import { InlineDispatcher } from './dispatch/inline.js';
@@ -112,6 +113,8 @@ export class ShoalServer extends EventEmitter {
       },
     };
     const runtime = { handlerUrl: o.handlerUrl, codec: o.codec, routing: o.routing, onHandlerError: o.onHandlerError };
+    // Metrics on: workers count into shared memory, read by the admin server when scraped.
+    const shared = o.admin?.metrics && o.workers > 0 ? createSharedMetrics(o.workers) : null;
     this.#dispatcher =
       o.workers === 0
         ? new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout)
@@ -128,7 +131,7 @@ export class ShoalServer extends EventEmitter {
               onHandlerError: o.onHandlerError,
               handlerTimeout: o.handlerTimeout,
             },
-            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, metrics: o.admin?.metrics === true },
+            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, metrics: shared },
             o.framing,
             events,
           );
@@ -142,7 +145,7 @@ export class ShoalServer extends EventEmitter {
     this.#dispatcher.on('workerRestart', (reason: string, threadId: number) => {
       o.logger.warn({ reason, threadId }, 'worker replaced');
     });
-    this.#admin = o.admin ? new AdminServer(this, o.admin) : null;
+    this.#admin = o.admin ? new AdminServer(this, o.admin, shared) : null;
     this.#limits = {
       maxInFlight: o.maxInFlightPerConnection,
       sendHighWater: o.sendHighWater,

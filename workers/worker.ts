@@ -5,11 +5,10 @@
  * caught: a worker that fails before Piscina marks it ready stops the pool from
  * respawning, so load errors surface as task results instead.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { IntervalHistogram } from 'node:perf_hooks';
 import { threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { startCpuProfile, stopCpuProfile } from '../src/admin/profile.js';
+import { WorkerMeter } from '../src/admin/shared.js';
 import { serializeError } from '../src/errors.js';
 import type { BarrierResult, BarrierTask, BatchResult, ControlRequest, Task, WorkerSpec } from '../src/dispatch/protocol.js';
 import { createFraming } from '../src/framing/index.js';
@@ -23,15 +22,8 @@ let runtime: Promise<HandlerRuntime> | null = null;
 /** Barriers this worker already took part in (by their SharedArrayBuffer). */
 const joined = new WeakSet<SharedArrayBuffer | ArrayBuffer>();
 
-/** With metrics: this thread's event-loop delay, reported with a batch result at most once per second. */
-const LOOP_REPORT_MS = 1000;
-const LOOP_RESOLUTION_MS = 20;
-let loopDelay: IntervalHistogram | null = null;
-let loopReportedAt = 0;
-if (spec.metrics) {
-  loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
-  loopDelay.enable();
-}
+/** With metrics: this worker's counters, in shared memory (src/admin/shared.ts). */
+const meter = spec.metrics ? new WorkerMeter(spec.metrics, threadId) : null;
 
 function getRuntime(): Promise<HandlerRuntime> {
   return (runtime ??= HandlerRuntime.load(spec.runtime, threadId));
@@ -102,22 +94,7 @@ export default async function task(t: Task): Promise<unknown> {
       const failed: BatchResult = { meta: new Uint32Array(0), data: new Uint8Array(0), errors: null, elapsedMs: 0, loadError: serializeError(err) };
       return failed;
     }
-    const result: BatchResult = await runBatch(t, rt, encoder, spec.handlerTimeout, spec.metrics === true);
-    if (result.metrics !== undefined) {
-      result.metrics[0] = threadId;
-      const now = performance.now();
-      if (loopDelay !== null && now - loopReportedAt >= LOOP_REPORT_MS) {
-        loopReportedAt = now;
-        if (loopDelay.count > 0) {
-          // The histogram counts the sampling interval too: subtract it (an idle loop reads ~0).
-          const ms = (ns: number): number => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
-          result.metrics[2] = ms(loopDelay.mean);
-          result.metrics[3] = ms(loopDelay.percentile(99));
-          result.metrics[4] = ms(loopDelay.max);
-        }
-        loopDelay.reset();
-      }
-    }
+    const result: BatchResult = await runBatch(t, rt, encoder, spec.handlerTimeout, meter);
     const transfer = [result.meta.buffer, result.data.buffer];
     // Piscina transfers what a moved object lists under its transferable symbol (no copy).
     return Piscina.move({

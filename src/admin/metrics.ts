@@ -1,11 +1,12 @@
 /**
  * The Prometheus registry behind GET /metrics.
  *
- * Cost rule: nothing here runs per frame on the main thread. Counters and
- * gauges are read from server.stats() when Prometheus scrapes (one stats() per
- * scrape, shared by every metric); handler durations are bucketed in the
- * workers and merged here once per batch result (a few additions); rare events
- * (frame errors) are counted from the server's events.
+ * Cost rule: nothing here runs per frame or per batch on the main thread.
+ * Counters and gauges are read from server.stats() when Prometheus scrapes (one
+ * stats() per scrape, shared by every metric); handler durations, queue waits
+ * and batch sizes are counted by the workers in shared memory (shared.ts) and
+ * summed here at scrape time; rare events (frame errors) are counted from the
+ * server's events.
  *
  * With `workers: 0` the handler runs on the main thread, so its duration is
  * measured there, per message: that mode's price for the histogram.
@@ -15,17 +16,11 @@ import type { EventLoopUtilization, IntervalHistogram } from 'node:perf_hooks';
 import type { Worker } from 'node:worker_threads';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Metric } from 'prom-client';
-import { BATCH_METRICS_HEADER, BATCH_METRICS_STRIDE, HANDLER_BUCKETS_MS } from '../dispatch/protocol.js';
 import type { ShoalError } from '../errors.js';
 import type { ServerStats, ShoalServer } from '../server.js';
-import { FixedHistogram, NO_ROUTE } from './histogram.js';
-
-/** Time a batch waits for a worker, in ms. */
-export const QUEUE_WAIT_BUCKETS_MS: readonly number[] = Object.freeze([
-  0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
-]);
-/** Frames per pool task. */
-export const BATCH_FRAME_BUCKETS: readonly number[] = Object.freeze([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]);
+import { FixedHistogram } from './histogram.js';
+import { BATCH_FRAME_BUCKETS, HANDLER_BUCKETS_MS, NO_ROUTE, OTHER_ROUTE, QUEUE_WAIT_BUCKETS_MS, readSharedMetrics } from './shared.js';
+import type { LoopDelay, SharedSnapshot } from './shared.js';
 
 const FRAME_ERROR_CODES = ['SHOAL_FRAME_TOO_LARGE', 'SHOAL_FRAME_TRUNCATED', 'SHOAL_FRAME_INVALID'];
 
@@ -75,14 +70,14 @@ function histogramSamples(name: string, h: FixedHistogram, labels: Labels, scale
   return out;
 }
 
-function formatBound(v: number): string {
-  return String(Number(v.toPrecision(6)));
+function routeLabel(route: number): string {
+  if (route === NO_ROUTE) return 'none';
+  if (route === OTHER_ROUTE) return 'other';
+  return String(route);
 }
 
-interface LoopDelay {
-  mean: number;
-  p99: number;
-  max: number;
+function formatBound(v: number): string {
+  return String(Number(v.toPrecision(6)));
 }
 
 /**
@@ -99,6 +94,8 @@ const MAIN_LOOP_RESOLUTION_MS = 10;
 
 interface Snapshot {
   stats: ServerStats;
+  /** The workers' counters (empty with `workers: 0`). */
+  shared: SharedSnapshot | null;
   /** Event-loop delay by thread, ms. */
   loops: Map<string, LoopDelay>;
   /** Event-loop utilization since the previous scrape, by thread. */
@@ -110,14 +107,10 @@ export class ShoalMetrics {
   readonly #server: ShoalServer;
   readonly #pool: PoolView | null;
   readonly #routing: boolean;
-  /** Handler durations (ms) by route id (NO_ROUTE when routing is off). */
-  readonly #handler = new Map<number, FixedHistogram>();
-  readonly #queueWait = new FixedHistogram(QUEUE_WAIT_BUCKETS_MS);
-  readonly #batchFrames = new FixedHistogram(BATCH_FRAME_BUCKETS);
-  #busyMs = 0;
+  readonly #shared: SharedArrayBuffer | null;
+  /** `workers: 0`: handler durations (ms) timed on the main thread, by route id (NO_ROUTE when routing is off). */
+  readonly #inline = new Map<number, FixedHistogram>();
   readonly #frameErrors = new Map<string, number>(FRAME_ERROR_CODES.map((c) => [c, 0]));
-  /** Last event-loop delay each worker reported (ms), by threadId. */
-  readonly #workerLoop = new Map<number, LoopDelay>();
   readonly #mainLoop: IntervalHistogram;
   /** Event-loop utilization at the previous scrape, by thread ('main' or threadId), for deltas. */
   readonly #elu = new Map<string, EventLoopUtilization>();
@@ -125,9 +118,10 @@ export class ShoalMetrics {
   /** One stats() per scrape: every metric of one scrape reads the same snapshot. */
   #snapshot: Snapshot | null = null;
 
-  constructor(server: ShoalServer, pool: PoolView | null) {
+  constructor(server: ShoalServer, pool: PoolView | null, shared: SharedArrayBuffer | null) {
     this.#server = server;
     this.#pool = pool;
+    this.#shared = shared;
     this.#routing = server.options.routing !== null;
     collectDefaultMetrics({ register: this.registry });
     this.#mainLoop = monitorEventLoopDelay({ resolution: MAIN_LOOP_RESOLUTION_MS });
@@ -136,30 +130,13 @@ export class ShoalMetrics {
     this.#register();
   }
 
-  /** A batch result's metrics (BatchResult.metrics): merge, a few additions per batch. */
-  readonly onBatch = (m: Float64Array, frames: number, elapsedMs: number): void => {
-    this.#batchFrames.observe(frames);
-    this.#busyMs += elapsedMs;
-    const wait = m[1]!;
-    if (wait === wait) this.#queueWait.observe(wait); // not NaN
-    const loopMean = m[2]!;
-    if (loopMean === loopMean) this.#workerLoop.set(m[0]!, { mean: loopMean, p99: m[3]!, max: m[4]! });
-    const routes = m[5]!;
-    for (let r = 0, off = BATCH_METRICS_HEADER; r < routes; r++, off += BATCH_METRICS_STRIDE) {
-      this.#handlerHistogram(m[off]!).merge(m, off + 2, m[off + 1]!);
-    }
-  };
-
   /** One handler's duration measured on the main thread (`workers: 0`). */
   readonly onHandlerTiming = (route: number | undefined, ms: number): void => {
-    this.#handlerHistogram(route ?? NO_ROUTE).observe(ms);
+    const r = route ?? NO_ROUTE;
+    let h = this.#inline.get(r);
+    if (h === undefined) this.#inline.set(r, (h = new FixedHistogram(HANDLER_BUCKETS_MS)));
+    h.observe(ms);
   };
-
-  #handlerHistogram(route: number): FixedHistogram {
-    let h = this.#handler.get(route);
-    if (h === undefined) this.#handler.set(route, (h = new FixedHistogram(HANDLER_BUCKETS_MS)));
-    return h;
-  }
 
   readonly #onConnectionError = (_conn: unknown, error: ShoalError): void => {
     if (error.code.startsWith('SHOAL_FRAME')) this.#frameErrors.set(error.code, (this.#frameErrors.get(error.code) ?? 0) + 1);
@@ -172,15 +149,15 @@ export class ShoalMetrics {
   }
 
   /** Pool utilization since the previous call (the busy time workers report over the time they had). */
-  #poolUtilization(): number {
+  #poolUtilization(busyMs: number): number {
     const now = performance.now();
     const u = this.#utilization;
     const workers = this.#server.options.workers;
     const span = now - u.at;
     if (workers > 0 && span >= 100) {
-      u.value = Math.min(1, (this.#busyMs - u.busyMs) / (span * workers));
+      u.value = Math.max(0, Math.min(1, (busyMs - u.busyMs) / (span * workers)));
       u.at = now;
-      u.busyMs = this.#busyMs;
+      u.busyMs = busyMs;
     }
     return u.value;
   }
@@ -203,17 +180,17 @@ export class ShoalMetrics {
       elu.set(key, d.utilization);
     };
     measure('main', performance.eventLoopUtilization());
+    const shared = this.#shared ? readSharedMetrics(this.#shared) : null;
     const live = new Set<string>(['main']);
     for (const w of this.#threads()) {
       const key = String(w.threadId);
       live.add(key);
       measure(key, w.performance.eventLoopUtilization());
-      const l = this.#workerLoop.get(w.threadId);
+      const l = shared?.loops.get(w.threadId);
       if (l !== undefined) loops.set(key, l);
     }
     for (const key of this.#elu.keys()) if (!live.has(key)) this.#elu.delete(key);
-    for (const id of this.#workerLoop.keys()) if (!live.has(String(id))) this.#workerLoop.delete(id);
-    const snap: Snapshot = { stats: this.#server.stats(), loops, elu };
+    const snap: Snapshot = { stats: this.#server.stats(), shared, loops, elu };
     this.#snapshot = snap;
     // Every metric's get() of one scrape runs in this same synchronous pass.
     queueMicrotask(() => (this.#snapshot = null));
@@ -253,23 +230,31 @@ export class ShoalMetrics {
       'histogram',
       () => {
         const out: Sample[] = [];
-        if (this.#handler.size === 0) this.#handlerHistogram(NO_ROUTE);
-        for (const [route, h] of this.#handler) {
-          const labels: Labels = this.#routing ? { route: route === NO_ROUTE ? 'none' : String(route) } : {};
+        const byRoute = this.#take().shared?.handler ?? this.#inline;
+        if (byRoute.size === 0) byRoute.set(NO_ROUTE, new FixedHistogram(HANDLER_BUCKETS_MS));
+        for (const [route, h] of byRoute) {
+          const labels: Labels = this.#routing ? { route: routeLabel(route) } : {};
           out.push(...histogramSamples('shoal_handler_duration_seconds', h, labels, 1 / 1000));
         }
         return out;
       },
     );
+    const empty = { queueWait: new FixedHistogram(QUEUE_WAIT_BUCKETS_MS), batchFrames: new FixedHistogram(BATCH_FRAME_BUCKETS), busyMs: 0 };
     add('shoal_pool_queue_wait_seconds', 'Time from a batch being handed to the pool to a worker starting it.', 'histogram', () =>
-      histogramSamples('shoal_pool_queue_wait_seconds', this.#queueWait, {}, 1 / 1000),
+      histogramSamples('shoal_pool_queue_wait_seconds', (this.#take().shared ?? empty).queueWait, {}, 1 / 1000),
     );
-    add('shoal_batch_frames', 'Frames per pool task (batch).', 'histogram', () => histogramSamples('shoal_batch_frames', this.#batchFrames, {}, 1));
+    add('shoal_batch_frames', 'Frames per pool task (batch).', 'histogram', () =>
+      histogramSamples('shoal_batch_frames', (this.#take().shared ?? empty).batchFrames, {}, 1),
+    );
     add('shoal_pool_queue_depth', 'Frames waiting for a free pool slot (the dispatcher queue; over maxPendingFrames all reading pauses).', 'gauge', one((s) => s.dispatcher.pendingFrames));
     add('shoal_pool_tasks_queued', "Batches queued inside Piscina, waiting for a worker.", 'gauge', () => [{ value: this.#pool?.pool?.queueSize ?? 0 }]);
     add('shoal_pool_threads', 'Live worker threads.', 'gauge', () => [{ value: this.#threads().length }]);
-    add('shoal_pool_utilization', 'Share of the workers\' time spent running batches since the previous scrape (0..1).', 'gauge', () => [{ value: this.#poolUtilization() }]);
-    add('shoal_pool_busy_seconds_total', 'Time workers spent running batches (rate() / workers = utilization).', 'counter', () => [{ value: this.#busyMs / 1000 }]);
+    add('shoal_pool_utilization', 'Share of the workers\' time spent running batches since the previous scrape (0..1).', 'gauge', () => [
+      { value: this.#poolUtilization((this.#take().shared ?? empty).busyMs) },
+    ]);
+    add('shoal_pool_busy_seconds_total', 'Time workers spent running batches (rate() / workers = utilization).', 'counter', () => [
+      { value: (this.#take().shared ?? empty).busyMs / 1000 },
+    ]);
     add('shoal_worker_restarts_total', 'Workers replaced, by reason: handler_timeout (terminated by shoal) or exit (crashed or exited).', 'counter', () => {
       const r = this.#pool?.restarts ?? { handler_timeout: 0, exit: 0 };
       return Object.entries(r).map(([reason, value]) => ({ labels: { reason }, value }));

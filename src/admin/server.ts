@@ -83,17 +83,17 @@ export class AdminServer {
   readonly #work = new Set<Promise<void>>();
   #listenedAt = 0;
 
-  /** Call before the dispatcher starts: it wires the metrics into it. */
-  constructor(server: ShoalServer, options: ResolvedAdminOptions) {
+  /**
+   * Call before the dispatcher starts. `shared`: the workers' counters (src/admin/shared.ts),
+   * null with `workers: 0` (then handler durations are timed inline, on the main thread).
+   */
+  constructor(server: ShoalServer, options: ResolvedAdminOptions, shared: SharedArrayBuffer | null) {
     this.options = options;
     this.#server = server;
     const d = server.dispatcher;
     this.#pool = d instanceof PoolDispatcher ? d : null;
-    this.metrics = options.metrics ? new ShoalMetrics(server, this.#pool) : null;
-    if (this.metrics !== null) {
-      if (d instanceof PoolDispatcher) d.onBatchMetrics = this.metrics.onBatch;
-      else if (d instanceof InlineDispatcher) d.onHandlerTiming = this.metrics.onHandlerTiming;
-    }
+    this.metrics = options.metrics ? new ShoalMetrics(server, this.#pool, shared) : null;
+    if (this.metrics !== null && d instanceof InlineDispatcher) d.onHandlerTiming = this.metrics.onHandlerTiming;
   }
 
   listen(): Promise<AddressInfo> {

@@ -57,9 +57,6 @@ const MAX_BLIND_RETRIES = 1;
 /** Why a worker was replaced: we terminated it (handlerTimeout), or it exited or crashed by itself. */
 export type RestartReason = 'handler_timeout' | 'exit';
 
-/** Receives each batch's metrics (BatchResult.metrics), its frame count and the worker's time on it. */
-export type BatchMetricsSink = (metrics: Float64Array, frames: number, elapsedMs: number) => void;
-
 /**
  * Batches frames from every connection into one Piscina task per batch.
  *
@@ -101,8 +98,6 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #restarts: Record<RestartReason, number> = { handler_timeout: 0, exit: 0 };
   /** Control tasks run one at a time (each occupies every worker briefly). */
   #controlChain: Promise<unknown> = Promise.resolve();
-  /** Set by the server when metrics are on (spec.metrics): called once per batch result. */
-  onBatchMetrics: BatchMetricsSink | null = null;
 
   constructor(options: PoolOptions, spec: WorkerSpec, framing: Framing, events: DispatchEvents) {
     super();
@@ -321,7 +316,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const progress = new Float64Array(new SharedArrayBuffer(16));
     progress[PROGRESS_INDEX] = PROGRESS_NOT_STARTED;
     const task: BatchTask = { kind: 'batch', count, buf, peers, progress };
-    if (this.onBatchMetrics !== null) task.sentAt = performance.timeOrigin + performance.now();
+    // Metrics on: the worker measures the queue wait from here (counters live in shared memory).
+    if (this.#spec.metrics) task.sentAt = performance.timeOrigin + performance.now();
     const abort = this.#o.handlerTimeout > 0 ? new AbortController() : null;
     const batch: InFlightBatch = { targets, seqs, frames, progress, abort, timedOut: -1 };
     this.#inFlight.add(batch);
@@ -355,7 +351,6 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       return;
     }
     const { meta } = result;
-    if (result.metrics !== undefined) this.onBatchMetrics?.(result.metrics, n, result.elapsedMs);
     const cost = result.elapsedMs / n;
     this.#costPerFrame = this.#costPerFrame === 0 ? cost : this.#costPerFrame * 0.8 + cost * 0.2;
     if (result.errors !== null) {

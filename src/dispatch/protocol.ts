@@ -32,8 +32,8 @@ export interface WorkerSpec {
   maxFrame: number;
   /** ms an async handler may take before its message fails with SHOAL_HANDLER_TIMEOUT; 0 = off. */
   handlerTimeout: number;
-  /** Measure handler durations and queue waits (the admin server's metrics); off: zero cost. */
-  metrics?: boolean;
+  /** With metrics on: the counters workers write (src/admin/shared.ts); absent: no metrics work at all. */
+  metrics?: SharedArrayBuffer | null;
 }
 
 export interface BatchTask {
@@ -75,27 +75,7 @@ export interface BatchResult {
   elapsedMs: number;
   /** Set instead of results when this worker could not load the handler module. */
   loadError?: SerializedError;
-  /** With metrics: what the worker measured on this batch, laid out as BATCH_METRICS_* below. */
-  metrics?: Float64Array;
 }
-
-/**
- * A batch's metrics, aggregated in the worker so the main thread does no work
- * per frame, only a few additions per batch:
- *
- *   [threadId, queueWaitMs, loopMeanMs, loopP99Ms, loopMaxMs, routes,
- *    then per route: routeId (-1: no route), sumMs, count per HANDLER_BUCKETS_MS bucket, count above the last]
- *
- * queueWaitMs: from pool.run() to the worker starting the batch (NaN if unknown).
- * loop*: the worker's event-loop delay since its previous report, sent at most
- * once per second (NaN otherwise).
- */
-export const BATCH_METRICS_HEADER = 6;
-/** Handler duration buckets, in ms (upper bounds, Prometheus 'le'). */
-export const HANDLER_BUCKETS_MS: readonly number[] = Object.freeze([
-  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000,
-]);
-export const BATCH_METRICS_STRIDE = 2 + HANDLER_BUCKETS_MS.length + 1;
 
 /**
  * Warm-up, teardown and control: every worker must take part exactly once (see
