@@ -65,8 +65,7 @@ export type Budget = 'maxInFlightPerConnection' | 'sendHighWater' | 'sendTimeout
 
 export class Connection implements DispatchTarget {
   readonly id: number;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
+
   batchStamp = 0;
   batchPeer = 0;
   lane: unknown = null;
@@ -100,6 +99,7 @@ export class Connection implements DispatchTarget {
   #lastActive = Date.now();
   #aboveHighSince = 0;
   #closeError: ShoalError | null = null;
+  #remote: { address: string; port: number } | null = null;
 
   constructor(
     id: number,
@@ -112,8 +112,6 @@ export class Connection implements DispatchTarget {
   ) {
     this.id = id;
     this.#socket = socket;
-    this.remoteAddress = socket.remoteAddress ?? '';
-    this.remotePort = socket.remotePort ?? 0;
     this.#reader = new FrameReader(framing.createDecoder());
     this.#dispatcher = dispatcher;
     this.#limits = limits;
@@ -126,7 +124,7 @@ export class Connection implements DispatchTarget {
     socket.on('end', Connection.#endListener);
     socket.on('error', Connection.#errorListener);
     socket.on('close', Connection.#closeListener);
-    socket.on('drain', Connection.#drainListener);
+    // 'drain' is listened to only while paused above the high water mark (#afterWrite).
   }
 
   static #dataListener(this: Socket, chunk: Buffer): void {
@@ -151,6 +149,17 @@ export class Connection implements DispatchTarget {
   /** This connection's logger (bound to its id and remote address), made on first use: most connections log nothing. */
   get logger(): Logger {
     return (this.#childLogger ??= childLogger(this.#logger, { conn: this.id, remote: `${this.remoteAddress}:${this.remotePort}` }));
+  }
+
+  /** The peer's address, read on first use (it allocates: idle connections never pay). */
+  get remoteAddress(): string {
+    return (this.#remote ??= this.#readRemote()).address;
+  }
+  get remotePort(): number {
+    return (this.#remote ??= this.#readRemote()).port;
+  }
+  #readRemote(): { address: string; port: number } {
+    return { address: this.#socket.remoteAddress ?? '', port: this.#socket.remotePort ?? 0 };
   }
 
   get state(): ConnState {
@@ -324,6 +333,7 @@ export class Connection implements DispatchTarget {
       if ((this.#paused & PAUSE_SEND_QUEUE) === 0) {
         this.#aboveHighSince = Date.now();
         this.#pause(PAUSE_SEND_QUEUE);
+        this.#socket.once('drain', Connection.#drainListener);
         this.#hooks.onBudget(this, 'sendHighWater');
       }
     }
@@ -335,6 +345,7 @@ export class Connection implements DispatchTarget {
   #checkLowWater(): void {
     if ((this.#paused & PAUSE_SEND_QUEUE) !== 0 && this.#socket.writableLength <= this.#limits.sendLowWater) {
       this.#aboveHighSince = 0;
+      this.#socket.removeListener('drain', Connection.#drainListener);
       this.#unpause(PAUSE_SEND_QUEUE);
     }
   }

@@ -4,7 +4,7 @@ import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { AdminServer } from './admin/server.js';
 import { createSharedMetrics } from './admin/shared.js';
 import { Connection } from './connection.js';
-import type { Budget, ConnectionLimits } from './connection.js';
+import type { Budget, ConnectionHooks, ConnectionLimits } from './connection.js';
 import { InlineDispatcher } from './dispatch/inline.js';
 import { PoolDispatcher } from './dispatch/pool.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats } from './dispatch/types.js';
@@ -78,6 +78,17 @@ export class ShoalServer extends EventEmitter {
   readonly #dispatcher: Dispatcher;
   readonly #connections = new Set<Connection>();
   readonly #perIp = new Map<string, number>();
+  /** Where the next resume-after-saturation round starts (fairness). */
+  #resumeCursor = 0;
+  /** One hooks object for every connection (not closures per connection). */
+  readonly #hooks: ConnectionHooks = {
+    onClose: (conn, error) => this.#onConnectionClose(conn, error),
+    onError: (conn, error) => this.#onConnectionError(conn, error),
+    onBudget: (conn, budget) => this.budgetHit(budget, { conn: conn.id, remote: conn.remoteAddress }),
+    onLateReplies: (_conn, count) => {
+      this.#counters.lateReplies += count;
+    },
+  };
   readonly #counters: ServerCounters = {
     connectionsAccepted: 0,
     connectionsRejected: 0,
@@ -139,9 +150,7 @@ export class ShoalServer extends EventEmitter {
       this.budgetHit('maxPendingFrames', { pending: this.#dispatcher.stats().pendingFrames });
       for (const c of this.#connections) c.setPoolPaused(true);
     });
-    this.#dispatcher.on('unsaturated', () => {
-      for (const c of this.#connections) c.setPoolPaused(false);
-    });
+    this.#dispatcher.on('unsaturated', () => this.#resumeReading());
     this.#dispatcher.on('workerRestart', (reason: string, threadId: number) => {
       o.logger.warn({ reason, threadId }, 'worker replaced');
     });
@@ -237,33 +246,24 @@ export class ShoalServer extends EventEmitter {
     }
     // Over a cap the connection is accepted and closed at once (the peer sees a
     // close, not a hang): libuv has already accepted it, so that is the honest answer.
-    const ip = socket.remoteAddress ?? '';
     if (this.#connections.size >= o.maxConnections) {
       this.#reject(socket, 'maxConnections', o.maxConnections);
       return;
     }
-    if (o.maxConnectionsPerIp > 0 && (this.#perIp.get(ip) ?? 0) >= o.maxConnectionsPerIp) {
-      this.#reject(socket, 'maxConnectionsPerIp', o.maxConnectionsPerIp);
-      return;
+    if (o.maxConnectionsPerIp > 0) {
+      // Only with the cap on: reading the peer address costs memory per connection.
+      const ip = socket.remoteAddress ?? '';
+      const open = this.#perIp.get(ip) ?? 0;
+      if (open >= o.maxConnectionsPerIp) {
+        this.#reject(socket, 'maxConnectionsPerIp', o.maxConnectionsPerIp);
+        return;
+      }
+      this.#perIp.set(ip, open + 1);
     }
-    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
     this.#counters.connectionsAccepted++;
-    const conn = new Connection(
-      this.#nextId++,
-      socket,
-      o.framing,
-      this.#dispatcher,
-      this.#limits,
-      {
-        onClose: this.#onConnectionClose,
-        onError: this.#onConnectionError,
-        onBudget: (c, budget) => this.budgetHit(budget, { conn: c.id, remote: c.remoteAddress }),
-        onLateReplies: (_c, count) => {
-          this.#counters.lateReplies += count;
-        },
-      },
-      o.logger,
-    );
+    const conn = new Connection(this.#nextId++, socket, o.framing, this.#dispatcher, this.#limits, this.#hooks, o.logger);
+    // The per-IP count is released at close, when a destroyed socket no longer knows its peer: read it now.
+    if (o.maxConnectionsPerIp > 0) void conn.remoteAddress;
     this.#connections.add(conn);
     if (this.#dispatcher.saturated) conn.setPoolPaused(true);
     this.emit('connection', conn);
@@ -297,10 +297,12 @@ export class ShoalServer extends EventEmitter {
 
   readonly #onConnectionClose = (conn: Connection, error: ShoalError | null): void => {
     this.#connections.delete(conn);
-    const ip = conn.remoteAddress;
-    const left = (this.#perIp.get(ip) ?? 1) - 1;
-    if (left <= 0) this.#perIp.delete(ip);
-    else this.#perIp.set(ip, left);
+    if (this.options.maxConnectionsPerIp > 0) {
+      const ip = conn.remoteAddress;
+      const left = (this.#perIp.get(ip) ?? 1) - 1;
+      if (left <= 0) this.#perIp.delete(ip);
+      else this.#perIp.set(ip, left);
+    }
     const c = this.#counters;
     c.framesIn += conn.counters.framesIn;
     c.repliesOut += conn.counters.repliesOut;
@@ -326,6 +328,24 @@ export class ShoalServer extends EventEmitter {
     const now = Date.now();
     for (const c of this.#connections) c.tick(now);
   };
+
+  /**
+   * Resume reading after the pool queue drained. Resuming a connection pumps its
+   * buffered frames, which may fill the queue again (re-entrantly emitting
+   * 'saturated'): stop there, and start the next round where this one stopped, so
+   * the first connections cannot starve the others.
+   */
+  #resumeReading(): void {
+    const conns = [...this.#connections];
+    const n = conns.length;
+    const start = this.#resumeCursor;
+    for (let k = 0; k < n; k++) {
+      if (this.#dispatcher.saturated) return;
+      const i = (start + k) % n;
+      this.#resumeCursor = i + 1;
+      conns[i]!.setPoolPaused(false);
+    }
+  }
 
   get connections(): ReadonlySet<Connection> {
     return this.#connections;
