@@ -102,6 +102,53 @@ interface Snapshot {
   elu: Map<string, number>;
 }
 
+/**
+ * Handler times on the main thread (`workers: 0`), where every clock read is paid
+ * by the thread that does all the I/O too: while handlers are cheap (under
+ * CHEAP_MS on average), one message in SAMPLE_EVERY is timed and its time stands
+ * for the untimed ones after it; slower handlers are all timed. Counts are exact.
+ */
+export class InlineTiming {
+  static readonly CHEAP_MS = 0.02;
+  static readonly SAMPLE_EVERY = 8;
+  readonly #byRoute: Map<number, FixedHistogram>;
+  #skip = 0;
+  #lastMs = 0;
+  #costMs = 1;
+  #route = NaN;
+  #h: FixedHistogram | null = null;
+
+  constructor(byRoute: Map<number, FixedHistogram>) {
+    this.#byRoute = byRoute;
+  }
+
+  start(): number {
+    if (this.#skip > 0) {
+      this.#skip--;
+      return -1;
+    }
+    return performance.now();
+  }
+
+  end(route: number | undefined, t0: number): void {
+    const r = route ?? NO_ROUTE;
+    let h = this.#h;
+    if (r !== this.#route || h === null) {
+      h = this.#byRoute.get(r) ?? null;
+      if (h === null) this.#byRoute.set(r, (h = new FixedHistogram(HANDLER_BUCKETS_MS)));
+      this.#h = h;
+      this.#route = r;
+    }
+    let ms = this.#lastMs;
+    if (t0 >= 0) {
+      ms = this.#lastMs = performance.now() - t0;
+      this.#costMs = this.#costMs * 0.75 + ms * 0.25;
+      this.#skip = this.#costMs < InlineTiming.CHEAP_MS ? InlineTiming.SAMPLE_EVERY - 1 : 0;
+    }
+    h.observe(ms);
+  }
+}
+
 export class ShoalMetrics {
   readonly registry = new Registry();
   readonly #server: ShoalServer;
@@ -130,13 +177,8 @@ export class ShoalMetrics {
     this.#register();
   }
 
-  /** One handler's duration measured on the main thread (`workers: 0`). */
-  readonly onHandlerTiming = (route: number | undefined, ms: number): void => {
-    const r = route ?? NO_ROUTE;
-    let h = this.#inline.get(r);
-    if (h === undefined) this.#inline.set(r, (h = new FixedHistogram(HANDLER_BUCKETS_MS)));
-    h.observe(ms);
-  };
+  /** `workers: 0`: handlers timed on the main thread (see InlineTiming). */
+  readonly onHandlerTiming = new InlineTiming(this.#inline);
 
   readonly #onConnectionError = (_conn: unknown, error: ShoalError): void => {
     if (error.code.startsWith('SHOAL_FRAME')) this.#frameErrors.set(error.code, (this.#frameErrors.get(error.code) ?? 0) + 1);

@@ -23,6 +23,16 @@ export function frameReplies(framing: Framing, replies: Replies): Buffer | null 
 }
 
 /**
+ * Times handlers for the metrics (src/admin/metrics.ts). start() returns a clock
+ * value, or -1 when this message is not timed (cheap handlers are sampled: a
+ * clock read costs as much as an echo handler); end() counts the message.
+ */
+export interface HandlerTiming {
+  start(): number;
+  end(route: number | undefined, t0: number): void;
+}
+
+/**
  * `workers: 0`: handlers run on the main thread, one call per message, with the
  * same runtime the workers use. The single-thread baseline of every benchmark.
  */
@@ -36,8 +46,8 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
   #sent = 0;
 
   readonly #handlerTimeout: number;
-  /** Set by the server when metrics are on: each handler's duration in ms (here on the main thread). */
-  onHandlerTiming: ((route: number | undefined, ms: number) => void) | null = null;
+  /** Set by the admin server when metrics are on: times handlers here, on the main thread. */
+  onHandlerTiming: HandlerTiming | null = null;
 
   /** handlerTimeout applies to async handlers only here: a sync loop on the main thread cannot be stopped. */
   constructor(spec: RuntimeSpec, framing: Framing, events: DispatchEvents, handlerTimeout = 0) {
@@ -56,12 +66,12 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
     const ctx = new Context(target.id, seq, target.remoteAddress, target.remotePort, undefined);
     this.#sent++;
     const timing = this.onHandlerTiming;
-    const t0 = timing !== null ? performance.now() : 0;
+    const t0 = timing !== null ? timing.start() : 0;
     let result;
     try {
       result = this.#runtime!.run(frame, ctx);
     } catch (err) {
-      timing?.(ctx.routeId, performance.now() - t0);
+      timing?.end(ctx.routeId, t0);
       this.#fail(target, seq, ctx, err);
       return;
     }
@@ -70,17 +80,17 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
       (this.#handlerTimeout > 0 ? withTimeout(result, this.#handlerTimeout) : result).then(
         (r) => {
           this.#inFlight--;
-          timing?.(ctx.routeId, performance.now() - t0);
+          timing?.end(ctx.routeId, t0);
           this.#complete(target, seq, ctx, r);
         },
         (err) => {
           this.#inFlight--;
-          timing?.(ctx.routeId, performance.now() - t0);
+          timing?.end(ctx.routeId, t0);
           this.#fail(target, seq, ctx, err);
         },
       );
     } else {
-      timing?.(ctx.routeId, performance.now() - t0);
+      timing?.end(ctx.routeId, t0);
       this.#complete(target, seq, ctx, result);
     }
   }
