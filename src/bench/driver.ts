@@ -235,7 +235,15 @@ export class Driver {
       },
     });
     conn.socket = socket;
+    // A connect that neither succeeds nor fails (SYNs dropped by a full backlog, a stuck
+    // server) gives up after `timeout`, like a request would.
+    const connectTimer = setTimeout(() => {
+      conn.lastError = 'ETIMEDOUT';
+      socket.destroy();
+    }, cfg.timeout);
+    socket.once('close', () => clearTimeout(connectTimer));
     socket.once('connect', () => {
+      clearTimeout(connectTimer);
       conn.ready = true;
       this.#add(C.CONNECTED, 1);
       onFirst?.(null);
