@@ -10,13 +10,7 @@ import type { ChildServer } from './child.js';
 // with the CLI defaults (maxFrame 1 MiB, error policy 'close'), 2 workers.
 // Every case runs under the canary.
 
-let srv: ChildServer;
-beforeAll(async () => {
-  srv = await spawnServer([]);
-});
-afterAll(() => srv?.stop());
-
-function frameErrors(code: string): number {
+function frameErrors(srv: ChildServer, code: string): number {
   return logsWith(srv, 'connection error').filter((l) => l.code === code).length;
 }
 
@@ -28,10 +22,16 @@ async function serverCloses(peer: RawPeer, ms: number, what: string): Promise<vo
 }
 
 describe('hostile framing (child server, CLI defaults)', () => {
+  let srv: ChildServer;
+  beforeAll(async () => {
+    srv = await spawnServer([]);
+  });
+  afterAll(() => srv?.stop());
+
   it('a length header claiming ~4 GiB: the connection is closed within 1 s; RSS grows < 20 MiB', async () => {
     const before = srv.rss();
     let peak = before;
-    const tooLarge = frameErrors('SHOAL_FRAME_TOO_LARGE');
+    const tooLarge = frameErrors(srv, 'SHOAL_FRAME_TOO_LARGE');
     await withCanary(srv.port, async () => {
       // Ten in a row: an allocation of even a fraction of the claimed size would show.
       for (let i = 0; i < 10; i++) {
@@ -45,12 +45,12 @@ describe('hostile framing (child server, CLI defaults)', () => {
       }
     });
     expect(peak - before).toBeLessThan(20 * MiB);
-    await waitFor(() => frameErrors('SHOAL_FRAME_TOO_LARGE') === tooLarge + 10, 'ten SHOAL_FRAME_TOO_LARGE log lines', 2000);
+    await waitFor(() => frameErrors(srv, 'SHOAL_FRAME_TOO_LARGE') === tooLarge + 10, 'ten SHOAL_FRAME_TOO_LARGE log lines', 2000);
     note(`4 GiB header x10: RSS ${(before / MiB).toFixed(1)} -> peak ${(peak / MiB).toFixed(1)} MiB`);
   });
 
   it('200 connections with half a frame then FIN (100) or RST (100): descriptors back to baseline within 5 s', async () => {
-    const truncated = frameErrors('SHOAL_FRAME_TRUNCATED');
+    const truncated = frameErrors(srv, 'SHOAL_FRAME_TRUNCATED');
     await withCanary(srv.port, async () => {
       const base = srv.fds(); // with the canary's connection
       const peers = await Promise.all(Array.from({ length: 200 }, () => rawConnect(srv.port)));
@@ -72,7 +72,7 @@ describe('hostile framing (child server, CLI defaults)', () => {
       note(`half frames x200: fds ${base} -> peak ${peak} -> ${srv.fds()} in ${Date.now() - t0} ms after the last FIN`);
     });
     // Each FIN mid-frame is reported as a truncated frame; an RST is not a frame error.
-    await waitFor(() => frameErrors('SHOAL_FRAME_TRUNCATED') === truncated + 100, '100 SHOAL_FRAME_TRUNCATED log lines', 2000);
+    await waitFor(() => frameErrors(srv, 'SHOAL_FRAME_TRUNCATED') === truncated + 100, '100 SHOAL_FRAME_TRUNCATED log lines', 2000);
   });
 
   it('a body shorter than the bench protocol 4-byte header: earlier replies, then the close policy; server healthy', async () => {
@@ -97,7 +97,7 @@ describe('hostile framing (child server, CLI defaults)', () => {
   });
 
   it('64 KiB of random bytes on 50 connections: each closed with SHOAL_FRAME_TOO_LARGE, a clean FIN, fds back to baseline', async () => {
-    const tooLarge = frameErrors('SHOAL_FRAME_TOO_LARGE');
+    const tooLarge = frameErrors(srv, 'SHOAL_FRAME_TOO_LARGE');
     await withCanary(srv.port, async () => {
       const base = srv.fds();
       const peers = await Promise.all(Array.from({ length: 50 }, () => rawConnect(srv.port)));
@@ -117,7 +117,7 @@ describe('hostile framing (child server, CLI defaults)', () => {
       }
       await waitFor(() => srv.fds() <= base, `server descriptors back to ${base} (now ${srv.fds()})`, 5000, 50);
     });
-    await waitFor(() => frameErrors('SHOAL_FRAME_TOO_LARGE') === tooLarge + 50, '50 SHOAL_FRAME_TOO_LARGE log lines', 2000);
+    await waitFor(() => frameErrors(srv, 'SHOAL_FRAME_TOO_LARGE') === tooLarge + 50, '50 SHOAL_FRAME_TOO_LARGE log lines', 2000);
   });
 
   it('a frame of exactly maxFrame (1 MiB - 4 byte body) echoes correctly; one byte more closes the connection', async () => {

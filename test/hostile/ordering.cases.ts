@@ -8,13 +8,13 @@ import type { ChildServer } from './child.js';
 // Pipelining clients that push ordering and the main thread: replies in order,
 // nothing lost on half-close, heavy work never blocks the canary.
 
-let srv: ChildServer;
-beforeAll(async () => {
-  srv = await spawnServer([]);
-});
-afterAll(() => srv?.stop());
-
 describe('pipelining (child server, CLI defaults)', () => {
+  let srv: ChildServer;
+  beforeAll(async () => {
+    srv = await spawnServer([]);
+  });
+  afterAll(() => srv?.stop());
+
   it('1,000 requests then a half-close: all 1,000 replies, in order, then FIN', async () => {
     await withCanary(srv.port, async () => {
       const peer = await rawConnect(srv.port);
