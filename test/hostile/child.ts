@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -38,6 +38,8 @@ export interface ChildServer {
   fds(): number;
   /** OS threads (main, libuv, V8, pool workers), from /proc/<pid>/task. */
   threads(): number;
+  /** Wait until the server has at most `base` descriptors; on timeout the error lists what they are. */
+  fdsBackTo(base: number, ms: number): Promise<number>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
   /** SIGTERM, wait up to `ms`, then SIGKILL. Only ever signals this child's pid. */
   stop(ms?: number): Promise<void>;
@@ -108,6 +110,15 @@ export async function spawnServer(flags: string[], startTimeout = 15_000): Promi
     },
     fds: () => readdirSync(`${proc_}/fd`).length,
     threads: () => readdirSync(`${proc_}/task`).length,
+    async fdsBackTo(base: number, ms: number) {
+      const t0 = Date.now();
+      for (;;) {
+        const n = readdirSync(`${proc_}/fd`).length;
+        if (n <= base) return Date.now() - t0;
+        if (Date.now() - t0 > ms) throw new Error(`server descriptors not back to ${base} within ${ms} ms (${n}): ${describeFds(pid)}; TCP states on its port: ${tcpStates(port)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
     exited,
     async stop(ms = 15_000) {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
@@ -121,6 +132,36 @@ export async function spawnServer(flags: string[], startTimeout = 15_000): Promi
       clearTimeout(timer);
     },
   };
+}
+
+/** What a process's descriptors are, by kind (socket, pipe, anon_inode:[eventfd], ...), to explain a leak. */
+export function describeFds(pid: number): string {
+  const kinds = new Map<string, number>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`).replace(/\[\d+\]$/, '').replace(/^\/.*/, 'file');
+    } catch {
+      continue;
+    }
+    kinds.set(target, (kinds.get(target) ?? 0) + 1);
+  }
+  return JSON.stringify(Object.fromEntries(kinds));
+}
+
+/** Counts of TCP states on a local port, from ss(8), to explain a failure (diagnostic only). */
+export function tcpStates(port: number): string {
+  try {
+    const out = execFileSync('ss', ['-tanH', 'state', 'all', `( sport = :${port} )`], { encoding: 'utf8', timeout: 5000 });
+    const counts = new Map<string, number>();
+    for (const line of out.split('\n')) {
+      const state = line.trim().split(/\s+/)[0];
+      if (state) counts.set(state, (counts.get(state) ?? 0) + 1);
+    }
+    return JSON.stringify(Object.fromEntries(counts));
+  } catch (err) {
+    return `(ss failed: ${(err as Error).message})`;
+  }
 }
 
 /** Log lines with this message (e.g. 'connection error', 'budget hit'). */

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
@@ -17,18 +16,6 @@ function listenOverflows(): number {
   const [head, values] = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
   const i = head!.split(' ').indexOf('ListenOverflows');
   return Number(values!.split(' ')[i]);
-}
-
-/** Counts of TCP states on the server's port, from ss(8), to explain a failure (diagnostic only). */
-function tcpStates(port: number): string {
-  try {
-    const out = execFileSync('ss', ['-tanH', 'state', 'all', `( sport = :${port} )`], { encoding: 'utf8', timeout: 5000 });
-    const counts = new Map<string, number>();
-    for (const line of out.split('\n')) if (line.trim()) counts.set(line.split(/\s+/)[0]!, (counts.get(line.split(/\s+/)[0]!) ?? 0) + 1);
-    return JSON.stringify(Object.fromEntries(counts));
-  } catch (err) {
-    return `(ss failed: ${(err as Error).message})`;
-  }
 }
 
 /** Descriptors a process needs besides the sockets of a case (stdio, epoll, pipes, workers, vitest). */
@@ -70,7 +57,7 @@ describe('floods (child server, CLI defaults)', () => {
       peers.forEach((p, i) => expect(splitLengthFrames(p.received()).map(String)).toEqual([`slow-${i}`]));
       for (const p of peers) p.socket.end();
       await Promise.all(peers.map((p, i) => within(p.closed, 5000, `slow connection #${i} closing`)));
-      await waitFor(() => srv.fds() <= base, `server descriptors back to ${base} (now ${srv.fds()})`, 5000, 50);
+      await srv.fdsBackTo(base, 5000);
     });
   });
 
@@ -106,9 +93,7 @@ describe('floods (child server, CLI defaults)', () => {
         s.resetAndDestroy();
       }
       const t1 = Date.now();
-      await waitFor(() => srv.fds() <= base, `server descriptors back to ${base} (now ${srv.fds()})`, 5000, 50).catch((err: Error) => {
-        throw new Error(`${err.message}; server-side TCP states: ${tcpStates(srv.port)}`);
-      });
+      await srv.fdsBackTo(base, 5000);
       note(`3000 connections: ${listenOverflows() - overflowsBefore} accept-queue overflows (host-wide); all accepted in ${opened} ms (fds ${base} -> ${peak}); back to ${srv.fds()} ${Date.now() - t1} ms after the resets`);
     });
     // The server is still whole: a new client is served.

@@ -68,7 +68,7 @@ describe('hostile framing (child server, CLI defaults)', () => {
       await Promise.all(fins.map((p, i) => within(p.closed, 5000, `the server closing half-frame connection #${i}`)));
       for (const p of fins) expect(p.received().length).toBe(0);
       const t0 = Date.now();
-      await waitFor(() => srv.fds() <= base, `server descriptors back to ${base} (now ${srv.fds()})`, 5000, 50);
+      await srv.fdsBackTo(base, 5000);
       note(`half frames x200: fds ${base} -> peak ${peak} -> ${srv.fds()} in ${Date.now() - t0} ms after the last FIN`);
     });
     // Each FIN mid-frame is reported as a truncated frame; an RST is not a frame error.
@@ -115,7 +115,7 @@ describe('hostile framing (child server, CLI defaults)', () => {
         // A lingering close: the server reads and discards the rest, so our unread bytes never turn into an RST.
         expect(p.hadError()).toBeNull();
       }
-      await waitFor(() => srv.fds() <= base, `server descriptors back to ${base} (now ${srv.fds()})`, 5000, 50);
+      await srv.fdsBackTo(base, 5000);
     });
     await waitFor(() => frameErrors(srv, 'SHOAL_FRAME_TOO_LARGE') === tooLarge + 50, '50 SHOAL_FRAME_TOO_LARGE log lines', 2000);
   });
