@@ -3,7 +3,7 @@
  * Pure of threads: the worker calls it, and so do unit tests.
  */
 import { HandlerTimeoutError } from '../src/errors.js';
-import { META_IN, META_OUT, PROGRESS_ASYNC, PROGRESS_DONE, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
+import { META_IN, META_OUT, META_PEER, PROGRESS_ASYNC, PROGRESS_DONE, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
 import type { BatchError, BatchResult, BatchTask } from '../src/dispatch/protocol.js';
 import type { FrameEncoder } from '../src/framing/types.js';
 import type { WorkerMeter } from '../src/admin/shared.js';
@@ -68,11 +68,13 @@ export async function runBatch(
   task: BatchTask,
   runtime: HandlerRuntime,
   encoder: FrameEncoder | null,
+  /** This batch's progress cell (see WorkerSpec.progress). */
+  progress: Float64Array,
   handlerTimeout = 0,
   meter: WorkerMeter | null = null,
 ): Promise<BatchResult> {
   const started = performance.now();
-  const { count, buf, peers, progress } = task;
+  const { count, buf, peerCount, addrs } = task;
   // Metrics (meter): bucket counts in shared memory, and as few clock reads as we can.
   // A clock read costs ~50 ns on these machines, as much as an echo handler: timing
   // each message with two reads cost 10% of req/s on 64-byte echo. So a message's
@@ -92,7 +94,8 @@ export async function runBatch(
     inRun = 0;
   };
   const metaIn = new Uint32Array(buf, 0, count * META_IN);
-  const dataStart = count * META_IN * 4;
+  const peers = new Uint32Array(buf, count * META_IN * 4, peerCount * META_PEER);
+  const dataStart = (count * META_IN + peerCount * META_PEER) * 4;
   const metaOut = new Uint32Array(count * META_OUT);
   const packer = new ReplyPacker(buf.byteLength - dataStart + count * 8, encoder);
   let errors: BatchError[] | null = null;
@@ -128,9 +131,9 @@ export async function runBatch(
 
   for (let i = 0; i < count; i++) {
     const m = i * META_IN;
-    const p = metaIn[m]! * 3;
+    const p = metaIn[m]! * META_PEER;
     const frame = Buffer.from(buf, dataStart + metaIn[m + 2]!, metaIn[m + 3]!);
-    const ctx = new Context(peers[p] as number, metaIn[m + 1]!, peers[p + 1] as string, peers[p + 2] as number, undefined);
+    const ctx = new Context(peers[p]!, metaIn[m + 1]!, addrs[peers[p + 2]!]!, peers[p + 1]!, undefined);
     let result: Replies | Promise<Replies>;
     // One store per message (two with a timeout): cheap, and it names the culprit if we die here.
     if (handlerTimeout > 0) progress[PROGRESS_STARTED] = Date.now();

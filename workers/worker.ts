@@ -10,6 +10,7 @@ import { Piscina } from 'piscina';
 import { startCpuProfile, stopCpuProfile } from '../src/admin/profile.js';
 import { WorkerMeter } from '../src/admin/shared.js';
 import { serializeError } from '../src/errors.js';
+import { PROGRESS_CELL } from '../src/dispatch/protocol.js';
 import type { BarrierResult, BarrierTask, BatchResult, ControlRequest, Task, WorkerSpec } from '../src/dispatch/protocol.js';
 import { createFraming } from '../src/framing/index.js';
 import type { FrameEncoder } from '../src/framing/types.js';
@@ -24,6 +25,14 @@ const joined = new WeakSet<SharedArrayBuffer | ArrayBuffer>();
 
 /** With metrics: this worker's counters, in shared memory (src/admin/shared.ts). */
 const meter = spec.metrics ? new WorkerMeter(spec.metrics, threadId) : null;
+
+/** Views of the shared progress cells, one per batch slot, made once each. */
+const progressAll = spec.progress ? new Float64Array(spec.progress) : null;
+const progressViews: Float64Array[] = [];
+function progressCell(slot: number): Float64Array {
+  if (progressAll === null) return new Float64Array(PROGRESS_CELL);
+  return (progressViews[slot] ??= progressAll.subarray(slot * PROGRESS_CELL, (slot + 1) * PROGRESS_CELL));
+}
 
 function getRuntime(): Promise<HandlerRuntime> {
   return (runtime ??= HandlerRuntime.load(spec.runtime, threadId));
@@ -94,7 +103,7 @@ export default async function task(t: Task): Promise<unknown> {
       const failed: BatchResult = { meta: new Uint32Array(0), data: new Uint8Array(0), errors: null, elapsedMs: 0, loadError: serializeError(err) };
       return failed;
     }
-    const result: BatchResult = await runBatch(t, rt, encoder, spec.handlerTimeout, meter);
+    const result: BatchResult = await runBatch(t, rt, encoder, progressCell(t.slot), spec.handlerTimeout, meter);
     const transfer = [result.meta.buffer, result.data.buffer];
     // Piscina transfers what a moved object lists under its transferable symbol (no copy).
     return Piscina.move({

@@ -10,7 +10,7 @@ import type { ErrorPolicy } from '../../workers/runtime.js';
 import { FairQueue } from './fair-queue.js';
 import type { Taken } from './fair-queue.js';
 import { frameReplies } from './inline.js';
-import { META_IN, META_OUT, PROGRESS_ASYNC, PROGRESS_INDEX, PROGRESS_NOT_STARTED, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
+import { META_IN, META_OUT, META_PEER, PROGRESS_CELL, PROGRESS_ASYNC, PROGRESS_INDEX, PROGRESS_NOT_STARTED, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
 import type { BarrierResult, BarrierTask, BatchResult, BatchTask, ControlRequest, WorkerSpec } from './protocol.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
@@ -43,6 +43,8 @@ interface InFlightBatch {
   seqs: number[];
   /** The frames themselves (views of socket chunks), kept for a retry if the worker dies. */
   frames: Buffer[];
+  /** Its progress cell, and the slot that cell belongs to (freed when the batch settles). */
+  slot: number;
   progress: Float64Array;
   abort: AbortController | null;
   /** Index of the message killed by handlerTimeout, else -1. */
@@ -86,6 +88,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** Batches in flight, scanned by the handlerTimeout watchdog. */
   readonly #inFlight = new Set<InFlightBatch>();
   #watchdog: NodeJS.Timeout | null = null;
+  /** Progress cells by slot, and the slots no batch in flight holds. */
+  readonly #progressCells: Float64Array[] = [];
+  readonly #freeSlots: number[] = [];
   /** Blind retries per frame (only touched on the failure path). */
   readonly #retries = new WeakMap<Buffer, number>();
 
@@ -102,10 +107,17 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   constructor(options: PoolOptions, spec: WorkerSpec, framing: Framing, events: DispatchEvents) {
     super();
     this.#o = options;
-    this.#spec = spec;
     this.#framing = framing;
     this.#events = events;
     this.#slots = options.workers * options.tasksPerWorker;
+    // One progress cell per batch slot, shared with every worker for the pool's life.
+    const progress = new SharedArrayBuffer(this.#slots * PROGRESS_CELL * 8);
+    const all = new Float64Array(progress);
+    for (let i = 0; i < this.#slots; i++) {
+      this.#progressCells.push(all.subarray(i * PROGRESS_CELL, (i + 1) * PROGRESS_CELL));
+      this.#freeSlots.push(i);
+    }
+    this.#spec = { ...spec, progress };
   }
 
   get saturated(): boolean {
@@ -290,20 +302,43 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   #send({ targets, seqs, frames, bytes }: Taken): void {
     const count = frames.length;
-    const dataStart = count * META_IN * 4;
-    const buf = new ArrayBuffer(dataStart + bytes);
-    const meta = new Uint32Array(buf, 0, count * META_IN);
-    const data = new Uint8Array(buf, dataStart);
-    const peers: (number | string)[] = [];
+    // Number the batch's distinct connections first: their table sits before the bodies.
     const stamp = ++this.#stamp;
-    let off = 0;
+    const distinct: DispatchTarget[] = [];
     for (let k = 0; k < count; k++) {
       const t = targets[k]!;
       if (t.batchStamp !== stamp) {
         t.batchStamp = stamp;
-        t.batchPeer = peers.length / 3;
-        peers.push(t.id, t.remoteAddress, t.remotePort);
+        t.batchPeer = distinct.length;
+        distinct.push(t);
       }
+    }
+    const peerCount = distinct.length;
+    const peersAt = count * META_IN * 4;
+    const dataStart = peersAt + peerCount * META_PEER * 4;
+    const buf = new ArrayBuffer(dataStart + bytes);
+    const meta = new Uint32Array(buf, 0, count * META_IN);
+    const peers = new Uint32Array(buf, peersAt, peerCount * META_PEER);
+    const data = new Uint8Array(buf, dataStart);
+    // Addresses as a short de-duplicated list (most peers share a few), not a string per peer.
+    const addrs: string[] = [];
+    let lastAddr = '';
+    let lastIndex = -1;
+    for (let p = 0; p < peerCount; p++) {
+      const t = distinct[p]!;
+      const addr = t.remoteAddress;
+      if (addr !== lastAddr || lastIndex < 0) {
+        lastIndex = addrs.indexOf(addr);
+        if (lastIndex < 0) lastIndex = addrs.push(addr) - 1;
+        lastAddr = addr;
+      }
+      peers[p * META_PEER] = t.id;
+      peers[p * META_PEER + 1] = t.remotePort;
+      peers[p * META_PEER + 2] = lastIndex;
+    }
+    let off = 0;
+    for (let k = 0; k < count; k++) {
+      const t = targets[k]!;
       const f = frames[k]!;
       const m = k * META_IN;
       meta[m] = t.batchPeer;
@@ -313,13 +348,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       data.set(f, off);
       off += f.length;
     }
-    const progress = new Float64Array(new SharedArrayBuffer(16));
+    const slot = this.#freeSlots.pop()!;
+    const progress = this.#progressCells[slot]!;
     progress[PROGRESS_INDEX] = PROGRESS_NOT_STARTED;
-    const task: BatchTask = { kind: 'batch', count, buf, peers, progress };
+    const task: BatchTask = { kind: 'batch', count, peerCount, buf, addrs, slot };
     // Metrics on: the worker measures the queue wait from here (counters live in shared memory).
     if (this.#spec.metrics) task.sentAt = performance.timeOrigin + performance.now();
     const abort = this.#o.handlerTimeout > 0 ? new AbortController() : null;
-    const batch: InFlightBatch = { targets, seqs, frames, progress, abort, timedOut: -1 };
+    const batch: InFlightBatch = { targets, seqs, frames, slot, progress, abort, timedOut: -1 };
     this.#inFlight.add(batch);
     this.#batchesInFlight++;
     this.#framesInFlight += count;
@@ -334,6 +370,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #settled(batch: InFlightBatch): void {
     const count = batch.targets.length;
     this.#inFlight.delete(batch);
+    this.#freeSlots.push(batch.slot);
     this.#batchesInFlight--;
     this.#framesInFlight -= count;
     if (this.#batchesInFlight === 0 && this.#queue.size === 0) this.emit('idle');

@@ -3,10 +3,8 @@
  *
  * A batch travels as ONE transferred ArrayBuffer, no per-frame structured clone:
  *
- *   [meta: u32 x 4 per frame][data: frame bodies, back to back]
+ *   [meta: u32 x 4 per frame][peers: u32 x 3 per connection][data: frame bodies, back to back]
  *   meta[i] = peerIndex, sequence, offset into data, length
- *
- * `peers` names each distinct connection in the batch once: [id, address, port, ...].
  *
  * The result comes back as two transferred buffers:
  *   meta: u32 x 3 per frame = status, offset into data, length
@@ -34,20 +32,36 @@ export interface WorkerSpec {
   handlerTimeout: number;
   /** With metrics on: the counters workers write (src/admin/shared.ts); absent: no metrics work at all. */
   metrics?: SharedArrayBuffer | null;
+  /**
+   * Progress cells, PROGRESS_CELL Float64s per batch slot, shared by the main thread
+   * and every worker: [index of the message whose handler is running synchronously,
+   * or PROGRESS_NOT_STARTED / PROGRESS_ASYNC / PROGRESS_DONE; Date.now() when it
+   * started]. Lets the main thread name the culprit when a worker dies, tell a batch
+   * that never ran from one that did, and kill a handler stuck past handlerTimeout.
+   * One buffer for the pool's life: nothing is allocated per batch.
+   */
+  progress?: SharedArrayBuffer;
 }
+
+export const PROGRESS_CELL = 2;
+
+/**
+ * Layout of BatchTask.buf:
+ *   [meta: META_IN u32 per frame][peers: META_PEER u32 per connection][frame bodies]
+ *   peer = connection id, remote port, index into BatchTask.addrs
+ */
+export const META_PEER = 3;
 
 export interface BatchTask {
   kind: 'batch';
   count: number;
+  /** Distinct connections in the batch. */
+  peerCount: number;
   buf: ArrayBuffer;
-  peers: (number | string)[];
-  /**
-   * Shared with the main thread: [index of the message whose handler is running
-   * synchronously, PROGRESS_NOT_STARTED, or PROGRESS_ASYNC; Date.now() when it
-   * started]. Lets the main thread name the culprit when a worker dies, tell a
-   * batch that never ran from one that did, and kill a handler stuck past handlerTimeout.
-   */
-  progress: Float64Array;
+  /** Distinct remote addresses of the batch's connections (usually one or a few). */
+  addrs: string[];
+  /** This batch's progress cell in WorkerSpec.progress. */
+  slot: number;
   /** With metrics: when pool.run() was called (performance.timeOrigin + performance.now(), ms). */
   sentAt?: number;
 }
