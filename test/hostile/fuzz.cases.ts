@@ -152,6 +152,12 @@ async function runOne(s: Running, o: Observed, model: (b: Buffer) => Expected, b
   const want = model(bytes);
   const peer = await rawConnect(s.port);
   const port = peer.socket.localPort!;
+  // Ports are reused across runs (the kernel picks them with a random perturbation): forget
+  // what an earlier connection from this port did. It is closed (each run waits for that),
+  // and this one has sent nothing yet.
+  o.errors.delete(port);
+  o.refused.delete(port);
+  o.closed.delete(port);
   const points = [...new Set(d.cuts.map((c) => Math.floor(c * bytes.length)))].sort((a, b) => a - b);
   let from = 0;
   for (const [i, to] of [...points, bytes.length].entries()) {
