@@ -114,12 +114,22 @@ function overdue() {
 
 const sender = setInterval(send, intervalMs);
 const checker = setInterval(overdue, 20);
+// Ready once the first reply is back: the server has accepted and served this connection,
+// so a case that counts the server's descriptors after start() counts the canary's too.
+let ready = false;
+const announce = (error) => {
+  if (ready) return;
+  ready = true;
+  parentPort.postMessage(error ? { type: 'ready', error } : { type: 'ready' });
+};
 socket = connect();
-socket.once('connect', () => {
-  parentPort.postMessage({ type: 'ready' });
-  send();
-});
-socket.once('error', (e) => parentPort.postMessage({ type: 'ready', error: String(e.code || e.message) }));
+socket.once('connect', () => send());
+socket.once('error', (e) => announce(String(e.code || e.message)));
+const firstReply = setInterval(() => {
+  if (answered > 0) announce(null);
+  else if (failureCount > 0) announce('the first request failed: ' + failures[0]);
+  if (ready) clearInterval(firstReply);
+}, 5);
 
 parentPort.on('message', async (m) => {
   if (m !== 'stop') return;
@@ -156,7 +166,7 @@ export class Canary {
     this.#worker = worker;
   }
 
-  /** Connect and start sending; resolves once the canary's connection is up. */
+  /** Connect and start sending; resolves once the first request has been answered. */
   static async start(port: number, options: CanaryOptions = {}): Promise<Canary> {
     const worker = new Worker(SOURCE, {
       eval: true,
