@@ -99,7 +99,6 @@ export class Connection implements DispatchTarget {
   #lastActive = Date.now();
   #aboveHighSince = 0;
   #closeError: ShoalError | null = null;
-  #remote: { address: string; port: number } | null = null;
 
   constructor(
     id: number,
@@ -112,6 +111,7 @@ export class Connection implements DispatchTarget {
   ) {
     this.id = id;
     this.#socket = socket;
+    void socket.remoteAddress; // caches the peer address on the socket (see remoteAddress)
     this.#reader = new FrameReader(framing.createDecoder());
     this.#dispatcher = dispatcher;
     this.#limits = limits;
@@ -151,15 +151,16 @@ export class Connection implements DispatchTarget {
     return (this.#childLogger ??= childLogger(this.#logger, { conn: this.id, remote: `${this.remoteAddress}:${this.remotePort}` }));
   }
 
-  /** The peer's address, read on first use (it allocates: idle connections never pay). */
+  /**
+   * The peer's address. Read once in the constructor, while the handle exists: Node
+   * caches it on the socket and answers from that cache after a reset destroyed the
+   * handle, so every close can name its peer.
+   */
   get remoteAddress(): string {
-    return (this.#remote ??= this.#readRemote()).address;
+    return this.#socket.remoteAddress ?? '';
   }
   get remotePort(): number {
-    return (this.#remote ??= this.#readRemote()).port;
-  }
-  #readRemote(): { address: string; port: number } {
-    return { address: this.#socket.remoteAddress ?? '', port: this.#socket.remotePort ?? 0 };
+    return this.#socket.remotePort ?? 0;
   }
 
   get state(): ConnState {

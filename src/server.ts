@@ -262,8 +262,6 @@ export class ShoalServer extends EventEmitter {
     }
     this.#counters.connectionsAccepted++;
     const conn = new Connection(this.#nextId++, socket, o.framing, this.#dispatcher, this.#limits, this.#hooks, o.logger);
-    // The per-IP count is released at close, when a destroyed socket no longer knows its peer: read it now.
-    if (o.maxConnectionsPerIp > 0) void conn.remoteAddress;
     this.#connections.add(conn);
     if (this.#dispatcher.saturated) conn.setPoolPaused(true);
     this.emit('connection', conn);
