@@ -18,7 +18,7 @@ export const DEFAULTS = Object.freeze({
   codec: 'raw' as Codec,
   onHandlerError: 'close' as ErrorPolicy,
   maxFrame: 1024 * 1024, // 1 MiB, whole frame on the wire (header included)
-  maxInFlightPerConnection: 1024, // frames read and not yet answered, per connection
+  maxInFlightPerConnection: 256, // frames read and not yet answered, per connection (x maxFrame bounds its memory)
   sendHighWater: 1024 * 1024, // 1 MiB queued for one peer: stop reading from it
   sendLowWater: 256 * 1024, // 256 KiB: resume reading
   maxPendingFrames: 65_536, // frames waiting for the pool (all connections): pause all reading

@@ -97,7 +97,10 @@ export async function runBatch(
   const peers = new Uint32Array(buf, count * META_IN * 4, peerCount * META_PEER);
   const dataStart = (count * META_IN + peerCount * META_PEER) * 4;
   const metaOut = new Uint32Array(count * META_OUT);
-  const packer = new ReplyPacker(buf.byteLength - dataStart + count * 8, encoder);
+  // Frames sit back to back: the last one's end is the input size (buf may be larger: reused).
+  const last = (count - 1) * META_IN;
+  const inputBytes = count > 0 ? metaIn[last + 2]! + metaIn[last + 3]! : 0;
+  const packer = new ReplyPacker(inputBytes + count * 8, encoder);
   let errors: BatchError[] | null = null;
   let pending: { index: number; ctx: Context; promise: Promise<Replies> }[] | null = null;
 

@@ -104,7 +104,10 @@ export default async function task(t: Task): Promise<unknown> {
       return failed;
     }
     const result: BatchResult = await runBatch(t, rt, encoder, progressCell(t.slot), spec.handlerTimeout, meter);
-    const transfer = [result.meta.buffer, result.data.buffer];
+    // The input goes back too (see BatchResult.input): frames are views of it, valid
+    // until the handler returns or its promise settles.
+    result.input = t.buf;
+    const transfer = [result.meta.buffer, result.data.buffer, t.buf];
     // Piscina transfers what a moved object lists under its transferable symbol (no copy).
     return Piscina.move({
       [Piscina.transferableSymbol]: transfer,

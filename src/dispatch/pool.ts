@@ -88,6 +88,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** Batches in flight, scanned by the handlerTimeout watchdog. */
   readonly #inFlight = new Set<InFlightBatch>();
   #watchdog: NodeJS.Timeout | null = null;
+  /** Batch buffers the workers sent back, for reuse (at most one per slot). */
+  readonly #spareInputs: ArrayBuffer[] = [];
   /** Progress cells by slot, and the slots no batch in flight holds. */
   readonly #progressCells: Float64Array[] = [];
   readonly #freeSlots: number[] = [];
@@ -293,6 +295,23 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     }
   };
 
+  /**
+   * A batch buffer of at least `size` bytes: one the workers sent back if it fits
+   * (not more than 4x too large, so one huge batch does not pin memory), else new.
+   */
+  #inputBuffer(size: number): ArrayBuffer {
+    const spare = this.#spareInputs;
+    for (let i = spare.length - 1; i >= 0; i--) {
+      const b = spare[i]!;
+      if (b.byteLength >= size && b.byteLength <= Math.max(4 * size, 64 * 1024)) {
+        spare[i] = spare[spare.length - 1]!;
+        spare.pop();
+        return b;
+      }
+    }
+    return new ArrayBuffer(size);
+  }
+
   /** Frames per batch: about TARGET_BATCH_MS of work, within [1, batchMaxFrames]. */
   #batchCap(): number {
     const cost = this.#costPerFrame;
@@ -316,7 +335,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const peerCount = distinct.length;
     const peersAt = count * META_IN * 4;
     const dataStart = peersAt + peerCount * META_PEER * 4;
-    const buf = new ArrayBuffer(dataStart + bytes);
+    const buf = this.#inputBuffer(dataStart + bytes);
     const meta = new Uint32Array(buf, 0, count * META_IN);
     const peers = new Uint32Array(buf, peersAt, peerCount * META_PEER);
     const data = new Uint8Array(buf, dataStart);
@@ -381,6 +400,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const { targets, seqs } = batch;
     const n = targets.length;
     this.#settled(batch);
+    if (result.input !== undefined && this.#spareInputs.length < this.#slots) this.#spareInputs.push(result.input);
     if (result.loadError) {
       // A replacement worker could not load the handler: nothing in this batch can run.
       this.#events.workerFailure(result.loadError, n);

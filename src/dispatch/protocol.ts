@@ -89,6 +89,12 @@ export interface BatchResult {
   elapsedMs: number;
   /** Set instead of results when this worker could not load the handler module. */
   loadError?: SerializedError;
+  /**
+   * The batch's input buffer, transferred back: left in the worker it would be
+   * garbage there until that worker's next GC (rare when it is idle), and dead
+   * batches piled up tens of MiB. The main thread reuses it for a later batch.
+   */
+  input?: ArrayBuffer;
 }
 
 /**
