@@ -118,10 +118,7 @@ export class FairQueue {
         if (out.frames.length >= want) break;
       }
       if (lane.head === lane.frames.length) {
-        lane.frames = [];
-        lane.seqs = [];
-        lane.head = 0;
-        lane.active = false;
+        t.lane = null; // an idle connection keeps no lane (made again on its next frame)
       } else {
         if (lane.head > 1024 && lane.head * 2 > lane.frames.length) {
           lane.frames = lane.frames.slice(lane.head);
@@ -143,13 +140,7 @@ export class FairQueue {
 
   /** Drop everything waiting (shutdown: nobody is left to answer). */
   clear(): void {
-    for (let i = this.#readyHead; i < this.#ready.length; i++) {
-      const lane = this.#ready[i]!.lane as Lane;
-      lane.frames = [];
-      lane.seqs = [];
-      lane.head = 0;
-      lane.active = false;
-    }
+    for (let i = this.#readyHead; i < this.#ready.length; i++) this.#ready[i]!.lane = null;
     this.#ready = [];
     this.#readyHead = 0;
     this.#size = 0;

@@ -28,7 +28,8 @@ export class FrameReader {
   #off = 0;
   /** The buffer we allocated for merges when #buf views its start, else null (never a peer's chunk). */
   #room: Buffer | null = null;
-  #pending: Buffer[] = [];
+  /** Chunks not merged yet (null while there are none: idle readers allocate nothing). */
+  #pending: Buffer[] | null = null;
   #pendingBytes = 0;
   #needed = 1;
 
@@ -48,7 +49,7 @@ export class FrameReader {
       this.#off = 0;
       this.#room = null;
     } else {
-      this.#pending.push(chunk);
+      (this.#pending ??= []).push(chunk);
       this.#pendingBytes += chunk.length;
     }
   }
@@ -72,6 +73,13 @@ export class FrameReader {
         }
         this.#needed = Math.max(decoder.needed, avail + 1);
       }
+      if (this.#pendingBytes === 0 && avail === 0 && this.#buf !== EMPTY) {
+        // Drained: drop the last chunk (or a merge buffer up to 2x a frame) so an idle
+        // connection holds no bytes. Frames already handed out keep their own views.
+        this.#buf = EMPTY;
+        this.#off = 0;
+        this.#room = null;
+      }
       if (this.#pendingBytes === 0 || avail + this.#pendingBytes < this.#needed) return null;
       this.#merge();
     }
@@ -86,7 +94,7 @@ export class FrameReader {
 
   #merge(): void {
     const held = this.#buf.length - this.#off;
-    const pending = this.#pending;
+    const pending = this.#pending ?? [];
     const room = this.#room;
     if (held === 0 && pending.length === 1) {
       // Nothing left of the current buffer: the waiting chunk becomes it, uncopied.
@@ -116,7 +124,7 @@ export class FrameReader {
       this.#off = 0;
       this.#room = next;
     }
-    this.#pending = [];
+    this.#pending = null;
     this.#pendingBytes = 0;
   }
 
@@ -124,7 +132,7 @@ export class FrameReader {
     this.#buf = EMPTY;
     this.#off = 0;
     this.#room = null;
-    this.#pending = [];
+    this.#pending = null;
     this.#pendingBytes = 0;
     this.#needed = 1;
   }
