@@ -33,6 +33,7 @@ export const DEFAULTS = Object.freeze({
   maxConnections: 10_000, // open connections; beyond it new ones are closed at once
   maxConnectionsPerIp: 0, // 0 = off
   startupTimeout: 30_000, // ms for every worker to load the handler and run setup()
+  backlog: 4096, // kernel accept queue (clamped by net.core.somaxconn); Node's 511 overflowed on bursts
   atomics: 'sync' as 'sync' | 'async' | 'disabled',
   adminHost: '127.0.0.1', // the admin HTTP server (off unless admin.port is set) binds loopback only by default
 });
@@ -106,6 +107,8 @@ export interface ServerOptions {
   maxConnections?: number;
   maxConnectionsPerIp?: number;
   startupTimeout?: number;
+  /** Length of the kernel's accept queue for this listener. Default 4096. */
+  backlog?: number;
   atomics?: 'sync' | 'async' | 'disabled';
   /** The admin HTTP server (metrics, health, readiness, profiles); off when absent or null. */
   admin?: AdminOptions | null;
@@ -139,6 +142,7 @@ export interface ResolvedOptions {
   maxConnections: number;
   maxConnectionsPerIp: number;
   startupTimeout: number;
+  backlog: number;
   atomics: 'sync' | 'async' | 'disabled';
   admin: ResolvedAdminOptions | null;
   logger: Logger;
@@ -149,7 +153,7 @@ const KNOWN_KEYS = new Set<string>([
   'maxFrame', 'maxInFlightPerConnection', 'sendHighWater', 'sendLowWater', 'maxPendingFrames',
   'maxPendingBytes', 'batchMaxFrames', 'batchMaxBytes', 'tasksPerWorker', 'drainTimeout',
   'sendTimeout', 'idleTimeout', 'handlerTimeout', 'maxConnections', 'maxConnectionsPerIp',
-  'startupTimeout', 'atomics', 'admin',
+  'startupTimeout', 'atomics', 'admin', 'backlog',
 ]);
 const ADMIN_KEYS = new Set<string>(['port', 'host', 'allowPublic', 'metrics']);
 
@@ -314,6 +318,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxConnections: int(o, 'maxConnections', 1),
     maxConnectionsPerIp: int(o, 'maxConnectionsPerIp', 0),
     startupTimeout: int(o, 'startupTimeout', 1),
+    backlog: int(o, 'backlog', 1, 65535),
     atomics,
     admin: resolveAdmin(o.admin),
     logger: o.logger ?? silentLogger,

@@ -205,7 +205,7 @@ export class ShoalServer extends EventEmitter {
     }
     const net = createNetServer({ allowHalfOpen: true, noDelay: true }, this.#onConnection);
     this.#net = net;
-    net.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
+    net.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1', backlog: o.backlog });
     try {
       await once(net, 'listening');
     } catch (err) {

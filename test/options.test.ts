@@ -48,3 +48,27 @@ describe('resolveOptions', () => {
     expect(() => o.framing.encoder.frameLength(101)).toThrow(/exceeds the maximum of 100/);
   });
 });
+
+describe('backlog', () => {
+  it('defaults to 4096 and is validated', () => {
+    expect(resolveOptions({ handler, workers: 0 }).backlog).toBe(4096);
+    expect(resolveOptions({ handler, workers: 0, backlog: 128 }).backlog).toBe(128);
+    expect(code(() => resolveOptions({ handler, backlog: 0 }))).toBe('SHOAL_INVALID_OPTION');
+  });
+
+  it('reaches the listening socket: the kernel reports it as the listener\'s maximum accept queue', async () => {
+    const { createServer } = await import('../dist/src/index.js');
+    const { execFileSync } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const server = createServer({ handler: fileURLToPath(new URL('../examples/echo/handler.js', import.meta.url)), workers: 0, backlog: 7 });
+    const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      // `ss -ltn`: for a listening socket, Send-Q is its maximum accept queue.
+      const line = execFileSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' }).trim();
+      const sendQ = Number(line.split(/\s+/)[2]);
+      expect(sendQ).toBe(7);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -38,6 +38,7 @@ Framing (default: length, a 4-byte big-endian length then the body)
 
 Budgets (sizes like 64KiB, durations like 500ms, 10s, 5m)
   --max-connections <n>       open connections (default ${DEFAULTS.maxConnections})
+  --backlog <n>               kernel accept queue, clamped by somaxconn (default ${DEFAULTS.backlog})
   --max-connections-per-ip <n> per remote address, 0 = off (default 0)
   --max-in-flight <n>         frames in flight per connection (default ${DEFAULTS.maxInFlightPerConnection})
   --send-high-water <size>    queued bytes that pause reading a connection (default 1MiB)
@@ -89,6 +90,7 @@ const FLAGS = {
   'frame-length': { type: 'string' },
   eol: { type: 'string' },
   'max-connections': { type: 'string' },
+  backlog: { type: 'string' },
   'max-connections-per-ip': { type: 'string' },
   'max-in-flight': { type: 'string' },
   'send-high-water': { type: 'string' },
@@ -172,6 +174,7 @@ export function startOptionsFromFlags(v: Values): { options: ServerOptions; host
   };
   if (v.routing !== undefined) options.routing = { idBytes: parseChoice('routing', v.routing, ['2', '4'] as const) === '2' ? 2 : 4 };
   if (v['max-connections'] !== undefined) options.maxConnections = parseInteger('max-connections', v['max-connections'], 1);
+  if (v.backlog !== undefined) options.backlog = parseInteger('backlog', v.backlog, 1, 65535);
   if (v['max-connections-per-ip'] !== undefined) options.maxConnectionsPerIp = parseInteger('max-connections-per-ip', v['max-connections-per-ip'], 0);
   if (v['max-in-flight'] !== undefined) options.maxInFlightPerConnection = parseInteger('max-in-flight', v['max-in-flight'], 1);
   if (v['send-high-water'] !== undefined) options.sendHighWater = parseSize('send-high-water', v['send-high-water']);
