@@ -13,7 +13,7 @@ interface Case {
   options: BuiltinFramingOptions;
   maxFrame: number;
   /** A body this framing can carry, made from an arbitrary one; null drops it. */
-  fit(body: Uint8Array): Uint8Array | null;
+  shapeBody(body: Uint8Array): Uint8Array | null;
   /** What the decoder gives back for an encoded body (the body, unless header bytes are kept). */
   expected(body: Uint8Array, wire: Buffer): Buffer;
   /** Bytes a decoder may hold beyond maxFrame without a frame (a partial delimiter, a '\r'). */
@@ -30,13 +30,13 @@ const delimFit = (d: Buffer, max: number) => (b: Uint8Array) => {
 };
 
 const CASES: Case[] = [
-  { name: 'length default (u32 BE)', options: { type: 'length' }, maxFrame: 40, fit: capTo(36), expected: asIs, slack: 0 },
-  { name: 'length u8', options: { type: 'length', lengthFieldLength: 1 }, maxFrame: 40, fit: capTo(39), expected: asIs, slack: 0 },
+  { name: 'length default (u32 BE)', options: { type: 'length' }, maxFrame: 40, shapeBody: capTo(36), expected: asIs, slack: 0 },
+  { name: 'length u8', options: { type: 'length', lengthFieldLength: 1 }, maxFrame: 40, shapeBody: capTo(39), expected: asIs, slack: 0 },
   {
     name: 'length u16 LE counting its header (adjustment -2)',
     options: { type: 'length', lengthFieldLength: 2, byteOrder: 'le', lengthAdjustment: -2 },
     maxFrame: 40,
-    fit: capTo(38),
+    shapeBody: capTo(38),
     expected: asIs,
     slack: 0,
   },
@@ -44,16 +44,16 @@ const CASES: Case[] = [
     name: 'length u24 BE at offset 2, adjustment 1',
     options: { type: 'length', lengthFieldOffset: 2, lengthFieldLength: 3, lengthAdjustment: 1 },
     maxFrame: 40,
-    fit: (b) => (b.length >= 1 ? b.subarray(0, 35) : Uint8Array.of(1)),
+    shapeBody: (b) => (b.length >= 1 ? b.subarray(0, 35) : Uint8Array.of(1)),
     expected: asIs,
     slack: 0,
   },
-  { name: 'length u64 LE', options: { type: 'length', lengthFieldLength: 8, byteOrder: 'le' }, maxFrame: 40, fit: capTo(32), expected: asIs, slack: 0 },
+  { name: 'length u64 LE', options: { type: 'length', lengthFieldLength: 8, byteOrder: 'le' }, maxFrame: 40, shapeBody: capTo(32), expected: asIs, slack: 0 },
   {
     name: 'length HDR1|LEN|HDR2, strip 3, adjustment -3 (Netty)',
     options: { type: 'length', lengthFieldOffset: 1, lengthFieldLength: 2, lengthAdjustment: -3, initialBytesToStrip: 3 },
     maxFrame: 40,
-    fit: capTo(37),
+    shapeBody: capTo(37),
     expected: asIs,
     slack: 0,
   },
@@ -61,7 +61,7 @@ const CASES: Case[] = [
     name: 'length u16 BE, header kept (strip 0)',
     options: { type: 'length', lengthFieldLength: 2, initialBytesToStrip: 0 },
     maxFrame: 40,
-    fit: capTo(38),
+    shapeBody: capTo(38),
     expected: (_b, wire) => wire,
     slack: 0,
   },
@@ -70,7 +70,7 @@ const CASES: Case[] = [
     options: { type: 'line' },
     maxFrame: 24,
     // A body ending in '\r' would lose it to stripCR.
-    fit: (b) => {
+    shapeBody: (b) => {
       const x = noByte(0x0a)(b.subarray(0, 24));
       if (x.length > 0 && x[x.length - 1] === 0x0d) x[x.length - 1] = 0x78;
       return x;
@@ -78,22 +78,22 @@ const CASES: Case[] = [
     expected: asIs,
     slack: 1,
   },
-  { name: 'line, stripCR, eol \\r\\n', options: { type: 'line', eol: '\r\n' }, maxFrame: 24, fit: (b) => noByte(0x0a)(b.subarray(0, 24)), expected: asIs, slack: 1 },
-  { name: 'line, stripCR false', options: { type: 'line', stripCR: false }, maxFrame: 24, fit: (b) => noByte(0x0a)(b.subarray(0, 24)), expected: asIs, slack: 0 },
+  { name: 'line, stripCR, eol \\r\\n', options: { type: 'line', eol: '\r\n' }, maxFrame: 24, shapeBody: (b) => noByte(0x0a)(b.subarray(0, 24)), expected: asIs, slack: 1 },
+  { name: 'line, stripCR false', options: { type: 'line', stripCR: false }, maxFrame: 24, shapeBody: (b) => noByte(0x0a)(b.subarray(0, 24)), expected: asIs, slack: 0 },
   {
     name: 'delimiter \\r\\n\\r\\n',
     options: { type: 'delimiter', delimiter: '\r\n\r\n' },
     maxFrame: 24,
-    fit: delimFit(Buffer.from('\r\n\r\n'), 24),
+    shapeBody: delimFit(Buffer.from('\r\n\r\n'), 24),
     expected: asIs,
     slack: 3,
   },
-  { name: 'delimiter aab (overlaps itself)', options: { type: 'delimiter', delimiter: 'aab' }, maxFrame: 24, fit: delimFit(Buffer.from('aab'), 24), expected: asIs, slack: 2 },
+  { name: 'delimiter aab (overlaps itself)', options: { type: 'delimiter', delimiter: 'aab' }, maxFrame: 24, shapeBody: delimFit(Buffer.from('aab'), 24), expected: asIs, slack: 2 },
   {
     name: 'fixed 5',
     options: { type: 'fixed', frameLength: 5 },
     maxFrame: 40,
-    fit: (b) => Buffer.concat([b, Buffer.alloc(5)]).subarray(0, 5),
+    shapeBody: (b) => Buffer.concat([b, Buffer.alloc(5)]).subarray(0, 5),
     expected: asIs,
     slack: 0,
   },
@@ -115,7 +115,7 @@ describe('property: encode -> concatenate -> split anywhere -> decode gives the 
     const framing = createFraming(c.options, c.maxFrame);
     fc.assert(
       fc.property(fc.array(bytesArb(48), { maxLength: 12 }), cutsArb, (raw, cuts) => {
-        const bodies = raw.map(c.fit).filter((b): b is Uint8Array => b !== null);
+        const bodies = raw.map(c.shapeBody).filter((b): b is Uint8Array => b !== null);
         const wires = bodies.map((b) => encodeFrame(framing, b));
         for (let i = 0; i < bodies.length; i++) expect(wires[i]!.length).toBe(framing.encoder.frameLength(bodies[i]!.length));
         const got = decode(framing, splitAt(Buffer.concat(wires), cuts));
@@ -178,7 +178,7 @@ function fuzzFeed(framing: Framing, c: Case, chunks: Buffer[]): { frames: string
 describe('property (fuzz): arbitrary bytes in arbitrary chunks', () => {
   const fuzzCases = [
     ...CASES,
-    { name: 'raw', options: { type: 'raw' }, maxFrame: 16, fit: asIs, expected: asIs, slack: 0 } as Case,
+    { name: 'raw', options: { type: 'raw' }, maxFrame: 16, shapeBody: asIs, expected: asIs, slack: 0 } as Case,
   ];
   it.each(fuzzCases.map((c) => [c.name, c] as const))(
     '%s: only SHOAL_FRAME_* errors, bounded buffering, the same result in every chunking',
