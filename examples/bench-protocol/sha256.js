@@ -35,21 +35,70 @@ function compress() {
     const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
     W[t] = (W[t - 16] + s0 + W[t - 7] + s1) | 0;
   }
+  // Eight rounds per iteration with the roles of a..h rotated instead of shuffling eight
+  // variables each round (how C implementations do it). Fewer live values matters here:
+  // a worker thread's typed arrays sit above 4 GiB, where V8 cannot fold their addresses
+  // into 32-bit immediates and spends a register on each; the one-round loop spilled and
+  // ran 10% slower in a worker than on the main thread (1.10 vs 1.00 ms at K = 3280).
+  // This form runs 0.93 ms on the main thread and 0.91 ms in a worker.
   let a = H[0], b = H[1], c = H[2], d = H[3], e = H[4], f = H[5], g = H[6], h = H[7];
-  for (let t = 0; t < 64; t++) {
-    const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-    const ch = (e & f) ^ (~e & g);
-    const t1 = (h + S1 + ch + K[t] + W[t]) | 0;
-    const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-    const maj = (a & b) ^ (a & c) ^ (b & c);
-    h = g;
-    g = f;
-    f = e;
-    e = (d + t1) | 0;
-    d = c;
-    c = b;
-    b = a;
-    a = (t1 + S0 + maj) | 0;
+  for (let t = 0; t < 64; t += 8) {
+    {
+      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+      const t1 = (h + S1 + ((e & f) ^ (~e & g)) + K[t] + W[t]) | 0;
+      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+      d = (d + t1) | 0;
+      h = (t1 + S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+    }
+    {
+      const S1 = ((d >>> 6) | (d << 26)) ^ ((d >>> 11) | (d << 21)) ^ ((d >>> 25) | (d << 7));
+      const t1 = (g + S1 + ((d & e) ^ (~d & f)) + K[t + 1] + W[t + 1]) | 0;
+      const S0 = ((h >>> 2) | (h << 30)) ^ ((h >>> 13) | (h << 19)) ^ ((h >>> 22) | (h << 10));
+      c = (c + t1) | 0;
+      g = (t1 + S0 + ((h & a) ^ (h & b) ^ (a & b))) | 0;
+    }
+    {
+      const S1 = ((c >>> 6) | (c << 26)) ^ ((c >>> 11) | (c << 21)) ^ ((c >>> 25) | (c << 7));
+      const t1 = (f + S1 + ((c & d) ^ (~c & e)) + K[t + 2] + W[t + 2]) | 0;
+      const S0 = ((g >>> 2) | (g << 30)) ^ ((g >>> 13) | (g << 19)) ^ ((g >>> 22) | (g << 10));
+      b = (b + t1) | 0;
+      f = (t1 + S0 + ((g & h) ^ (g & a) ^ (h & a))) | 0;
+    }
+    {
+      const S1 = ((b >>> 6) | (b << 26)) ^ ((b >>> 11) | (b << 21)) ^ ((b >>> 25) | (b << 7));
+      const t1 = (e + S1 + ((b & c) ^ (~b & d)) + K[t + 3] + W[t + 3]) | 0;
+      const S0 = ((f >>> 2) | (f << 30)) ^ ((f >>> 13) | (f << 19)) ^ ((f >>> 22) | (f << 10));
+      a = (a + t1) | 0;
+      e = (t1 + S0 + ((f & g) ^ (f & h) ^ (g & h))) | 0;
+    }
+    {
+      const S1 = ((a >>> 6) | (a << 26)) ^ ((a >>> 11) | (a << 21)) ^ ((a >>> 25) | (a << 7));
+      const t1 = (d + S1 + ((a & b) ^ (~a & c)) + K[t + 4] + W[t + 4]) | 0;
+      const S0 = ((e >>> 2) | (e << 30)) ^ ((e >>> 13) | (e << 19)) ^ ((e >>> 22) | (e << 10));
+      h = (h + t1) | 0;
+      d = (t1 + S0 + ((e & f) ^ (e & g) ^ (f & g))) | 0;
+    }
+    {
+      const S1 = ((h >>> 6) | (h << 26)) ^ ((h >>> 11) | (h << 21)) ^ ((h >>> 25) | (h << 7));
+      const t1 = (c + S1 + ((h & a) ^ (~h & b)) + K[t + 5] + W[t + 5]) | 0;
+      const S0 = ((d >>> 2) | (d << 30)) ^ ((d >>> 13) | (d << 19)) ^ ((d >>> 22) | (d << 10));
+      g = (g + t1) | 0;
+      c = (t1 + S0 + ((d & e) ^ (d & f) ^ (e & f))) | 0;
+    }
+    {
+      const S1 = ((g >>> 6) | (g << 26)) ^ ((g >>> 11) | (g << 21)) ^ ((g >>> 25) | (g << 7));
+      const t1 = (b + S1 + ((g & h) ^ (~g & a)) + K[t + 6] + W[t + 6]) | 0;
+      const S0 = ((c >>> 2) | (c << 30)) ^ ((c >>> 13) | (c << 19)) ^ ((c >>> 22) | (c << 10));
+      f = (f + t1) | 0;
+      b = (t1 + S0 + ((c & d) ^ (c & e) ^ (d & e))) | 0;
+    }
+    {
+      const S1 = ((f >>> 6) | (f << 26)) ^ ((f >>> 11) | (f << 21)) ^ ((f >>> 25) | (f << 7));
+      const t1 = (a + S1 + ((f & g) ^ (~f & h)) + K[t + 7] + W[t + 7]) | 0;
+      const S0 = ((b >>> 2) | (b << 30)) ^ ((b >>> 13) | (b << 19)) ^ ((b >>> 22) | (b << 10));
+      e = (e + t1) | 0;
+      a = (t1 + S0 + ((b & c) ^ (b & d) ^ (c & d))) | 0;
+    }
   }
   H[0] = (H[0] + a) | 0;
   H[1] = (H[1] + b) | 0;
