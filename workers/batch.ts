@@ -3,22 +3,31 @@
  * Pure of threads: the worker calls it, and so do unit tests.
  */
 import { HandlerTimeoutError } from '../src/errors.js';
-import { META_IN, META_OUT, META_PEER, PROGRESS_ASYNC, PROGRESS_DONE, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
+import { META_IN, META_OUT, META_PEER, PROGRESS_ASYNC, PROGRESS_BYTES, PROGRESS_DONE, PROGRESS_INDEX, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from '../src/dispatch/protocol.js';
 import type { BatchError, BatchResult, BatchTask } from '../src/dispatch/protocol.js';
 import type { FrameEncoder } from '../src/framing/types.js';
 import type { WorkerMeter } from '../src/admin/shared.js';
 import { Context } from './runtime.js';
 import type { HandlerRuntime, Replies } from './runtime.js';
 
-/** A growable output buffer that frames replies as it appends them. */
+/**
+ * The output of a batch: frames replies into the slot's shared output buffer as it
+ * appends them; past its end, into a larger shared buffer (`grown`) that the main
+ * thread keeps for the slot's next batches.
+ */
 export class ReplyPacker {
   buf: Uint8Array;
   length = 0;
+  grown = false;
   readonly #encoder: FrameEncoder | null;
 
-  constructor(capacity: number, encoder: FrameEncoder | null) {
-    this.buf = new Uint8Array(Math.max(64, capacity));
+  constructor(output: SharedArrayBuffer, encoder: FrameEncoder | null) {
+    this.buf = new Uint8Array(output);
     this.#encoder = encoder;
+  }
+
+  get output(): SharedArrayBuffer {
+    return this.buf.buffer as SharedArrayBuffer;
   }
 
   /** Append the framed replies; with no encoder, as [u32 BE length][body] for the main thread to frame. */
@@ -46,9 +55,10 @@ export class ReplyPacker {
 
   #reserve(n: number): void {
     if (this.length + n <= this.buf.length) return;
-    const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n));
+    const next = new Uint8Array(new SharedArrayBuffer(Math.max(this.buf.length * 2, this.length + n, 4096)));
     next.set(this.buf.subarray(0, this.length));
     this.buf = next;
+    this.grown = true;
   }
 }
 
@@ -68,13 +78,13 @@ export async function runBatch(
   task: BatchTask,
   runtime: HandlerRuntime,
   encoder: FrameEncoder | null,
-  /** This batch's progress cell (see WorkerSpec.progress). */
+  /** This batch's progress cell (see PROGRESS_CELL), at the head of its input. */
   progress: Float64Array,
   handlerTimeout = 0,
   meter: WorkerMeter | null = null,
 ): Promise<BatchResult> {
   const started = performance.now();
-  const { count, buf, peerCount, addrs } = task;
+  const { count, input, peerCount, addrs } = task;
   // Metrics (meter): bucket counts in shared memory, and as few clock reads as we can.
   // A clock read costs ~50 ns on these machines, as much as an echo handler: timing
   // each message with two reads cost 10% of req/s on 64-byte echo. So a message's
@@ -93,14 +103,12 @@ export async function runBatch(
     tPrev = t;
     inRun = 0;
   };
-  const metaIn = new Uint32Array(buf, 0, count * META_IN);
-  const peers = new Uint32Array(buf, count * META_IN * 4, peerCount * META_PEER);
-  const dataStart = (count * META_IN + peerCount * META_PEER) * 4;
+  const metaIn = new Uint32Array(input, PROGRESS_BYTES, count * META_IN);
+  const peers = new Uint32Array(input, PROGRESS_BYTES + count * META_IN * 4, peerCount * META_PEER);
+  const dataStart = PROGRESS_BYTES + (count * META_IN + peerCount * META_PEER) * 4;
+  // Copied back by postMessage (small); the replies stay in the shared output.
   const metaOut = new Uint32Array(count * META_OUT);
-  // Frames sit back to back: the last one's end is the input size (buf may be larger: reused).
-  const last = (count - 1) * META_IN;
-  const inputBytes = count > 0 ? metaIn[last + 2]! + metaIn[last + 3]! : 0;
-  const packer = new ReplyPacker(inputBytes + count * 8, encoder);
+  const packer = new ReplyPacker(task.output, encoder);
   let errors: BatchError[] | null = null;
   let pending: { index: number; ctx: Context; promise: Promise<Replies> }[] | null = null;
 
@@ -135,7 +143,7 @@ export async function runBatch(
   for (let i = 0; i < count; i++) {
     const m = i * META_IN;
     const p = metaIn[m]! * META_PEER;
-    const frame = Buffer.from(buf, dataStart + metaIn[m + 2]!, metaIn[m + 3]!);
+    const frame = Buffer.from(input, dataStart + metaIn[m + 2]!, metaIn[m + 3]!);
     const ctx = new Context(peers[p]!, metaIn[m + 1]!, addrs[peers[p + 2]!]!, peers[p + 1]!, undefined);
     let result: Replies | Promise<Replies>;
     // One store per message (two with a timeout): cheap, and it names the culprit if we die here.
@@ -185,7 +193,8 @@ export async function runBatch(
     }
   }
   const ended = performance.now();
-  const out: BatchResult = { meta: metaOut, data: packer.buf, errors, elapsedMs: ended - started };
+  const out: BatchResult = { meta: metaOut, length: packer.length, errors, elapsedMs: ended - started };
+  if (packer.grown) out.output = packer.output;
   if (timer !== null) {
     const waitMs = task.sentAt !== undefined ? Math.max(0, performance.timeOrigin + started - task.sentAt) : NaN;
     timer.batch(count, waitMs, out.elapsedMs, ended);

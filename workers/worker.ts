@@ -6,7 +6,6 @@
  * respawning, so load errors surface as task results instead.
  */
 import { threadId, workerData } from 'node:worker_threads';
-import { Piscina } from 'piscina';
 import { startCpuProfile, stopCpuProfile } from '../src/admin/profile.js';
 import { WorkerMeter } from '../src/admin/shared.js';
 import { serializeError } from '../src/errors.js';
@@ -25,14 +24,6 @@ const joined = new WeakSet<SharedArrayBuffer | ArrayBuffer>();
 
 /** With metrics: this worker's counters, in shared memory (src/admin/shared.ts). */
 const meter = spec.metrics ? new WorkerMeter(spec.metrics, threadId) : null;
-
-/** Views of the shared progress cells, one per batch slot, made once each. */
-const progressAll = spec.progress ? new Float64Array(spec.progress) : null;
-const progressViews: Float64Array[] = [];
-function progressCell(slot: number): Float64Array {
-  if (progressAll === null) return new Float64Array(PROGRESS_CELL);
-  return (progressViews[slot] ??= progressAll.subarray(slot * PROGRESS_CELL, (slot + 1) * PROGRESS_CELL));
-}
 
 function getRuntime(): Promise<HandlerRuntime> {
   return (runtime ??= HandlerRuntime.load(spec.runtime, threadId));
@@ -100,19 +91,12 @@ export default async function task(t: Task): Promise<unknown> {
       rt = await getRuntime();
     } catch (err) {
       // A replacement worker whose handler no longer loads: report, do not crash the thread.
-      const failed: BatchResult = { meta: new Uint32Array(0), data: new Uint8Array(0), errors: null, elapsedMs: 0, loadError: serializeError(err) };
+      const failed: BatchResult = { meta: new Uint32Array(0), length: 0, errors: null, elapsedMs: 0, loadError: serializeError(err) };
       return failed;
     }
-    const result: BatchResult = await runBatch(t, rt, encoder, progressCell(t.slot), spec.handlerTimeout, meter);
-    // The input goes back too (see BatchResult.input): frames are views of it, valid
-    // until the handler returns or its promise settles.
-    result.input = t.buf;
-    const transfer = [result.meta.buffer, result.data.buffer, t.buf];
-    // Piscina transfers what a moved object lists under its transferable symbol (no copy).
-    return Piscina.move({
-      [Piscina.transferableSymbol]: transfer,
-      [Piscina.valueSymbol]: result,
-    } as unknown as ArrayBuffer);
+    // Returned as is: meta and errors are small copies, the replies are in shared memory.
+    // Nothing is transferred (see protocol.ts: a detach would slow this thread's handler).
+    return runBatch(t, rt, encoder, new Float64Array(t.input, 0, PROGRESS_CELL), spec.handlerTimeout, meter);
   }
   return barrier(t);
 }

@@ -10,7 +10,7 @@ import type { ErrorPolicy } from '../../workers/runtime.js';
 import { FairQueue } from './fair-queue.js';
 import type { Taken } from './fair-queue.js';
 import { frameReplies } from './inline.js';
-import { META_IN, META_OUT, META_PEER, PROGRESS_CELL, PROGRESS_ASYNC, PROGRESS_INDEX, PROGRESS_NOT_STARTED, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
+import { META_IN, META_OUT, META_PEER, PROGRESS_BYTES, PROGRESS_CELL, PROGRESS_ASYNC, PROGRESS_INDEX, PROGRESS_NOT_STARTED, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
 import type { BarrierResult, BarrierTask, BatchResult, BatchTask, ControlRequest, WorkerSpec } from './protocol.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
@@ -40,13 +40,36 @@ export interface PoolOptions {
   handlerTimeout: number;
 }
 
+/**
+ * A slot's shared buffers (see protocol.ts), reused batch after batch. Made on the
+ * slot's first batch, resized when a batch does not fit (or would waste more than
+ * 4x), and replaced after a failed batch: a worker we gave up on may still be
+ * running and must not write into a later batch's buffers.
+ */
+interface SlotArena {
+  input: SharedArrayBuffer | null;
+  output: SharedArrayBuffer | null;
+  /** Reply bytes of the slot's last batch: replies may be much larger than requests. */
+  outputUsed: number;
+  /** The progress cell at the head of `input`. */
+  progress: Float64Array;
+}
+
+/** Arena buffers are never made smaller than this, nor resized while within 4x of the need. */
+const ARENA_MIN_BYTES = 64 * 1024;
+
+/** A buffer of at least `need` bytes: `have` while it fits without wasting more than 4x. */
+function sized(have: SharedArrayBuffer | null, need: number): SharedArrayBuffer | null {
+  return have !== null && have.byteLength >= need && have.byteLength <= Math.max(4 * need, ARENA_MIN_BYTES) ? have : null;
+}
+
 /** What the main thread remembers of a batch in flight, to route replies and to retry. */
 interface InFlightBatch {
   targets: DispatchTarget[];
   seqs: number[];
   /** The frames themselves (views of socket chunks), kept for a retry if the worker dies. */
   frames: Buffer[];
-  /** Its progress cell, and the slot that cell belongs to (freed when the batch settles). */
+  /** Its slot (freed when the batch settles) and the progress cell in that slot's input. */
   slot: number;
   progress: Float64Array;
   abort: AbortController | null;
@@ -91,10 +114,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** Batches in flight, scanned by the handlerTimeout watchdog. */
   readonly #inFlight = new Set<InFlightBatch>();
   #watchdog: NodeJS.Timeout | null = null;
-  /** Batch buffers the workers sent back, for reuse (at most one per slot). */
-  readonly #spareInputs: ArrayBuffer[] = [];
-  /** Progress cells by slot, and the slots no batch in flight holds. */
-  readonly #progressCells: Float64Array[] = [];
+  /** Shared buffers by slot, and the slots no batch in flight holds. */
+  readonly #arenas: SlotArena[] = [];
   readonly #freeSlots: number[] = [];
   /** Blind retries per frame (only touched on the failure path). */
   readonly #retries = new WeakMap<Buffer, number>();
@@ -115,14 +136,11 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#framing = framing;
     this.#events = events;
     this.#slots = options.workers * options.tasksPerWorker;
-    // One progress cell per batch slot, shared with every worker for the pool's life.
-    const progress = new SharedArrayBuffer(this.#slots * PROGRESS_CELL * 8);
-    const all = new Float64Array(progress);
     for (let i = 0; i < this.#slots; i++) {
-      this.#progressCells.push(all.subarray(i * PROGRESS_CELL, (i + 1) * PROGRESS_CELL));
+      this.#arenas.push({ input: null, output: null, outputUsed: 0, progress: new Float64Array(PROGRESS_CELL) });
       this.#freeSlots.push(i);
     }
-    this.#spec = { ...spec, progress };
+    this.#spec = spec;
   }
 
   get saturated(): boolean {
@@ -298,21 +316,18 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     }
   };
 
-  /**
-   * A batch buffer of at least `size` bytes: one the workers sent back if it fits
-   * (not more than 4x too large, so one huge batch does not pin memory), else new.
-   */
-  #inputBuffer(size: number): ArrayBuffer {
-    const spare = this.#spareInputs;
-    for (let i = spare.length - 1; i >= 0; i--) {
-      const b = spare[i]!;
-      if (b.byteLength >= size && b.byteLength <= Math.max(4 * size, 64 * 1024)) {
-        spare[i] = spare[spare.length - 1]!;
-        spare.pop();
-        return b;
-      }
+  /** The slot's arena with room for `inputBytes` of input and about `outputBytes` of replies. */
+  #arena(slot: number, inputBytes: number, outputBytes: number): SlotArena {
+    const a = this.#arenas[slot]!;
+    const input = sized(a.input, inputBytes);
+    if (input === null) {
+      a.input = new SharedArrayBuffer(Math.max(inputBytes, ARENA_MIN_BYTES));
+      a.progress = new Float64Array(a.input, 0, PROGRESS_CELL);
     }
-    return new ArrayBuffer(size);
+    // The output grows in the worker when replies outsize this guess (see #onResult).
+    const need = Math.max(outputBytes, a.outputUsed);
+    a.output = sized(a.output, need) ?? new SharedArrayBuffer(Math.max(need, ARENA_MIN_BYTES));
+    return a;
   }
 
   /** Frames per batch: about TARGET_BATCH_MS of work, within [1, batchMaxFrames]. */
@@ -336,10 +351,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       }
     }
     const peerCount = distinct.length;
-    const peersAt = count * META_IN * 4;
+    const peersAt = PROGRESS_BYTES + count * META_IN * 4;
     const dataStart = peersAt + peerCount * META_PEER * 4;
-    const buf = this.#inputBuffer(dataStart + bytes);
-    const meta = new Uint32Array(buf, 0, count * META_IN);
+    const slot = this.#freeSlots.pop()!;
+    // Replies are about as large as requests for most protocols, plus their headers.
+    const arena = this.#arena(slot, dataStart + bytes, bytes + count * 16);
+    const buf = arena.input!;
+    const meta = new Uint32Array(buf, PROGRESS_BYTES, count * META_IN);
     const peers = new Uint32Array(buf, peersAt, peerCount * META_PEER);
     const data = new Uint8Array(buf, dataStart);
     // Addresses as a short de-duplicated list (most peers share a few), not a string per peer.
@@ -370,10 +388,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       data.set(f, off);
       off += f.length;
     }
-    const slot = this.#freeSlots.pop()!;
-    const progress = this.#progressCells[slot]!;
+    const progress = arena.progress;
     progress[PROGRESS_INDEX] = PROGRESS_NOT_STARTED;
-    const task: BatchTask = { kind: 'batch', count, peerCount, buf, addrs, slot };
+    const task: BatchTask = { kind: 'batch', count, peerCount, input: buf, output: arena.output!, addrs };
     // Metrics on: the worker measures the queue wait from here (counters live in shared memory).
     if (this.#spec.metrics) task.sentAt = performance.timeOrigin + performance.now();
     const abort = this.#o.handlerTimeout > 0 ? new AbortController() : null;
@@ -383,7 +400,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#framesInFlight += count;
     this.#batchesSent++;
     this.#framesSent += count;
-    this.#pool!.run(task, { transferList: [buf], signal: abort?.signal ?? null }).then(
+    this.#pool!.run(task, { signal: abort?.signal ?? null }).then(
       (r: BatchResult) => this.#onResult(batch, r),
       (err: unknown) => this.#onFailure(batch, err),
     );
@@ -402,8 +419,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #onResult(batch: InFlightBatch, result: BatchResult): void {
     const { targets, seqs } = batch;
     const n = targets.length;
+    // Copy the replies out before the slot is free again: they may wait in send queues.
+    const arena = this.#arenas[batch.slot]!;
+    if (result.output !== undefined) arena.output = result.output;
+    arena.outputUsed = result.length;
+    const data = Buffer.allocUnsafe(result.length);
+    if (result.length > 0) data.set(new Uint8Array(arena.output!, 0, result.length));
     this.#settled(batch);
-    if (result.input !== undefined && this.#spareInputs.length < this.#slots) this.#spareInputs.push(result.input);
     if (result.loadError) {
       // A replacement worker could not load the handler: nothing in this batch can run.
       this.#events.workerFailure(result.loadError, n);
@@ -416,7 +438,6 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     if (result.errors !== null) {
       for (const e of result.errors) this.#events.handlerError(targets[e.index]!, seqs[e.index]!, e);
     }
-    const data = Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength);
     const reframe = this.#spec.framing === null;
     let i = 0;
     while (i < n) {
@@ -467,6 +488,10 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
    */
   #onFailure(batch: InFlightBatch, err: unknown): void {
     const { targets, seqs, frames } = batch;
+    // Its worker may still be running (a timed-out handler is terminated asynchronously):
+    // the next batch of this slot gets fresh buffers that it cannot write into.
+    const arena = this.#arenas[batch.slot]!;
+    arena.input = arena.output = null;
     this.#settled(batch);
     if (this.#closing) return; // killed by close() at its deadline: the connections are gone
     const message = (err as Error)?.message ?? String(err);

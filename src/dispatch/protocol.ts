@@ -1,15 +1,25 @@
 /**
  * Message shapes shared by the main thread (dispatch/) and the workers (workers/).
  *
- * A batch travels as ONE transferred ArrayBuffer, no per-frame structured clone:
+ * A batch travels in two SharedArrayBuffers that belong to its slot (a slot is one
+ * of the workers x tasksPerWorker batches that can be out at once), reused batch
+ * after batch, so nothing is copied by postMessage and nothing is transferred:
  *
- *   [meta: u32 x 4 per frame][peers: u32 x 3 per connection][data: frame bodies, back to back]
- *   meta[i] = peerIndex, sequence, offset into data, length
+ *   input:  [progress: PROGRESS_CELL f64][meta: u32 x META_IN per frame]
+ *           [peers: u32 x META_PEER per connection][data: frame bodies, back to back]
+ *           meta[i] = peerIndex, sequence, offset into data, length
+ *   output: the encoded reply frames of every message; one message's replies are
+ *           contiguous, so a run of one connection's messages is one write.
  *
- * The result comes back as two transferred buffers:
- *   meta: u32 x 3 per frame = status, offset into data, length
- *   data: the encoded reply frames of every message; one message's replies are
- *         contiguous, so a run of one connection's messages is one write.
+ * The result carries a small copied meta array (u32 x META_OUT per frame = status,
+ * offset into output, length) and the number of output bytes used.
+ *
+ * Why not transfer ArrayBuffers (zero-copy as well)? Transferring detaches the
+ * sender's buffer, and the first detach in a thread invalidates V8's "no
+ * ArrayBuffer was ever detached" protector for good: from then on every typed
+ * array and Buffer access in that thread's optimized code checks for detachment.
+ * Handlers heavy on typed arrays ran 18% slower after it (SHA-256 at K=3511:
+ * 1.00 -> 1.18 ms per message); shared buffers are never detached.
  */
 import type { SerializedError } from '../errors.js';
 import type { BuiltinFramingOptions } from '../framing/types.js';
@@ -32,24 +42,19 @@ export interface WorkerSpec {
   handlerTimeout: number;
   /** With metrics on: the counters workers write (src/admin/shared.ts); absent: no metrics work at all. */
   metrics?: SharedArrayBuffer | null;
-  /**
-   * Progress cells, PROGRESS_CELL Float64s per batch slot, shared by the main thread
-   * and every worker: [index of the message whose handler is running synchronously,
-   * or PROGRESS_NOT_STARTED / PROGRESS_ASYNC / PROGRESS_DONE; Date.now() when it
-   * started]. Lets the main thread name the culprit when a worker dies, tell a batch
-   * that never ran from one that did, and kill a handler stuck past handlerTimeout.
-   * One buffer for the pool's life: nothing is allocated per batch.
-   */
-  progress?: SharedArrayBuffer;
 }
 
-export const PROGRESS_CELL = 2;
-
 /**
- * Layout of BatchTask.buf:
- *   [meta: META_IN u32 per frame][peers: META_PEER u32 per connection][frame bodies]
- *   peer = connection id, remote port, index into BatchTask.addrs
+ * The progress cell at the head of a batch's input, PROGRESS_CELL Float64s shared by
+ * the main thread and the worker: [index of the message whose handler is running
+ * synchronously, or PROGRESS_NOT_STARTED / PROGRESS_ASYNC / PROGRESS_DONE; Date.now()
+ * when it started]. Lets the main thread name the culprit when a worker dies, tell a
+ * batch that never ran from one that did, and kill a handler stuck past handlerTimeout.
  */
+export const PROGRESS_CELL = 2;
+export const PROGRESS_BYTES = PROGRESS_CELL * 8;
+
+/** A peer in the input: connection id, remote port, index into BatchTask.addrs. */
 export const META_PEER = 3;
 
 export interface BatchTask {
@@ -57,11 +62,12 @@ export interface BatchTask {
   count: number;
   /** Distinct connections in the batch. */
   peerCount: number;
-  buf: ArrayBuffer;
+  /** The slot's input (layout above); the main thread wrote it, the worker only reads it. */
+  input: SharedArrayBuffer;
+  /** The slot's output, for the replies; a worker that needs more makes a larger one. */
+  output: SharedArrayBuffer;
   /** Distinct remote addresses of the batch's connections (usually one or a few). */
   addrs: string[];
-  /** This batch's progress cell in WorkerSpec.progress. */
-  slot: number;
   /** With metrics: when pool.run() was called (performance.timeOrigin + performance.now(), ms). */
   sentAt?: number;
 }
@@ -81,20 +87,18 @@ export interface BatchError extends SerializedError {
 }
 
 export interface BatchResult {
+  /** META_OUT u32 per frame: status, offset into the output, length. */
   meta: Uint32Array;
-  data: Uint8Array;
+  /** Bytes of replies at the start of the output. */
+  length: number;
+  /** Set when the replies did not fit the slot's output: a larger buffer holding them. */
+  output?: SharedArrayBuffer;
   /** Handler errors, for the main thread to log and count; null when none. */
   errors: BatchError[] | null;
   /** Time the worker spent on the batch, in ms (sizes the next batches). */
   elapsedMs: number;
   /** Set instead of results when this worker could not load the handler module. */
   loadError?: SerializedError;
-  /**
-   * The batch's input buffer, transferred back: left in the worker it would be
-   * garbage there until that worker's next GC (rare when it is idle), and dead
-   * batches piled up tens of MiB. The main thread reuses it for a later batch.
-   */
-  input?: ArrayBuffer;
 }
 
 /**
