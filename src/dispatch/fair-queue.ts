@@ -8,11 +8,25 @@ import type { DispatchTarget } from './types.js';
  */
 const MIN_QUANTUM = 32;
 
-/** One connection's frames waiting for the pool, oldest first from `head`. */
+/**
+ * Drained lanes kept for reuse. A connection with one message at a time (most, under
+ * an open-loop load) drains its lane on every batch; a new lane each time was the
+ * main thread's largest allocation per request (~430 B), and garbage means scavenges,
+ * which pause every connection.
+ */
+const SPARE_LANES = 256;
+/** A lane whose arrays grew past this is not kept (one burst must not pin memory). */
+const SPARE_LANE_MAX = 64;
+
+/**
+ * One connection's frames waiting for the pool: [head, tail) of the arrays, oldest
+ * first. Written by index, not push(), so a recycled lane keeps its arrays' storage.
+ */
 class Lane {
-  frames: Buffer[] = [];
+  frames: (Buffer | null)[] = [];
   seqs: number[] = [];
   head = 0;
+  tail = 0;
   /** In the ready ring. */
   active = false;
 }
@@ -41,6 +55,7 @@ export class FairQueue {
   #readyHead = 0;
   #size = 0;
   #bytes = 0;
+  readonly #spare: Lane[] = [];
 
   /** Frames waiting. */
   get size(): number {
@@ -52,9 +67,10 @@ export class FairQueue {
   }
 
   push(target: DispatchTarget, seq: number, frame: Buffer): void {
-    const lane = (target.lane ??= new Lane()) as Lane;
-    lane.frames.push(frame);
-    lane.seqs.push(seq);
+    const lane = (target.lane ??= this.#spare.pop() ?? new Lane()) as Lane;
+    lane.frames[lane.tail] = frame;
+    lane.seqs[lane.tail] = seq;
+    lane.tail++;
     this.#size++;
     this.#bytes += frame.length;
     if (!lane.active) {
@@ -76,9 +92,10 @@ export class FairQueue {
     });
     for (const [t, ks] of byTarget) {
       const lane = (t.lane ??= new Lane()) as Lane;
-      lane.frames = [...ks.map((k) => frames[k]!), ...lane.frames.slice(lane.head)];
-      lane.seqs = [...ks.map((k) => seqs[k]!), ...lane.seqs.slice(lane.head)];
+      lane.frames = [...ks.map((k) => frames[k]!), ...lane.frames.slice(lane.head, lane.tail)];
+      lane.seqs = [...ks.map((k) => seqs[k]!), ...lane.seqs.slice(lane.head, lane.tail)];
       lane.head = 0;
+      lane.tail = lane.frames.length;
       for (const k of ks) this.#bytes += frames[k]!.length;
       this.#size += ks.length;
       if (!lane.active) {
@@ -103,7 +120,7 @@ export class FairQueue {
       const lane = t.lane as Lane;
       let k = 0;
       let full = false;
-      while (k < quantum && lane.head < lane.frames.length) {
+      while (k < quantum && lane.head < lane.tail) {
         const f = lane.frames[lane.head]!;
         if (out.frames.length > 0 && out.bytes + f.length > maxBytes) {
           full = true;
@@ -113,16 +130,19 @@ export class FairQueue {
         out.seqs.push(lane.seqs[lane.head]!);
         out.frames.push(f);
         out.bytes += f.length;
+        lane.frames[lane.head] = null; // the batch holds it now
         lane.head++;
         k++;
         if (out.frames.length >= want) break;
       }
-      if (lane.head === lane.frames.length) {
-        t.lane = null; // an idle connection keeps no lane (made again on its next frame)
+      if (lane.head === lane.tail) {
+        t.lane = null; // an idle connection keeps no lane (one is taken again on its next frame)
+        this.#recycle(lane);
       } else {
-        if (lane.head > 1024 && lane.head * 2 > lane.frames.length) {
-          lane.frames = lane.frames.slice(lane.head);
-          lane.seqs = lane.seqs.slice(lane.head);
+        if (lane.head > 1024 && lane.head * 2 > lane.tail) {
+          lane.frames = lane.frames.slice(lane.head, lane.tail);
+          lane.seqs = lane.seqs.slice(lane.head, lane.tail);
+          lane.tail -= lane.head;
           lane.head = 0;
         }
         ready.push(t); // its turn again after the others
@@ -136,6 +156,14 @@ export class FairQueue {
     this.#size -= out.frames.length;
     this.#bytes -= out.bytes;
     return out;
+  }
+
+  #recycle(lane: Lane): void {
+    // Its frames were nulled as they were taken: a spare lane holds no socket memory.
+    if (this.#spare.length >= SPARE_LANES || lane.frames.length > SPARE_LANE_MAX) return;
+    lane.head = lane.tail = 0;
+    lane.active = false;
+    this.#spare.push(lane);
   }
 
   /** Drop everything waiting (shutdown: nobody is left to answer). */
