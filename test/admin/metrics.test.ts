@@ -20,6 +20,17 @@ async function startWith(workers: number, extra: object = {}): Promise<{ server:
   return { server, port, admin: adminPort(server) };
 }
 
+/** The routes fixture on 2 workers, error frames for failures, logging into `lines`. */
+function startRoutes(lines: Line[], extra: object): ReturnType<typeof startWith> {
+  return startWith(2, {
+    handler: `${ADMIN_FIXTURES}routes.js`,
+    routing: { idBytes: 4 },
+    onHandlerError: 'error-frame',
+    logger: captureLogger(lines),
+    ...extra,
+  });
+}
+
 describe.each([2, 0])('counters under load, workers: %i', (workers) => {
   it('frames, replies, bytes, connections and histograms match what the client sent and received', async () => {
     const { server, port, admin } = await startWith(workers);
@@ -99,18 +110,7 @@ describe.each([2, 0])('counters under load, workers: %i', (workers) => {
 describe('labelled counters', () => {
   it('frame errors by code, budget hits by budget, handler errors by policy, durations by route', async () => {
     const lines: Line[] = [];
-    const server = createServer({
-      handler: `${ADMIN_FIXTURES}routes.js`,
-      workers: 2,
-      routing: { idBytes: 4 },
-      onHandlerError: 'error-frame',
-      maxFrame: 1024,
-      admin: { port: 0 },
-      logger: captureLogger(lines),
-      drainTimeout: 3000,
-    });
-    const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
-    const admin = adminPort(server);
+    const { server, port, admin } = await startRoutes(lines, { maxFrame: 1024 });
     try {
       const c = await connect({ port, timeout: 20_000 });
       const echoes = await Promise.all(Array.from({ length: 50 }, (_, i) => c.request(routed(1, `e${i}`))));
@@ -156,18 +156,7 @@ describe('labelled counters', () => {
 
   it('worker restarts by reason: handler_timeout and exit, each logged once', async () => {
     const lines: Line[] = [];
-    const server = createServer({
-      handler: `${ADMIN_FIXTURES}routes.js`,
-      workers: 2,
-      routing: { idBytes: 4 },
-      onHandlerError: 'error-frame',
-      handlerTimeout: 300,
-      admin: { port: 0 },
-      logger: captureLogger(lines),
-      drainTimeout: 3000,
-    });
-    const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
-    const admin = adminPort(server);
+    const { server, port, admin } = await startRoutes(lines, { handlerTimeout: 300 });
     try {
       const c = await connect({ port, timeout: 20_000 });
       const stuck = await c.request(routed(4, 'loop'));
