@@ -113,6 +113,13 @@ const lineBytes = fc
     return Buffer.concat(parts);
   });
 
+/** Inputs fast-check once found, run every time. */
+const LINE_EXAMPLES: Array<[Buffer, { cuts: number[]; pauses: boolean[]; fin: boolean }]> = [
+  // Two refused lines (each still ends in \r after one is stripped) in one write: both may
+  // be in batches before the first refusal closes the connection.
+  [Buffer.from(`${'\0'.repeat(13)}\r\r\n${'\0'.repeat(31)}\r\r\n`, 'latin1'), { cuts: [], pauses: Array(7).fill(false), fin: false }],
+];
+
 /** Cut points (as fractions of the length), whether to pause before each chunk, and whether to send a FIN. */
 const delivery = fc.record({
   cuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 6 }),
@@ -180,7 +187,12 @@ async function runOne(s: Running, o: Observed, model: (b: Buffer) => Expected, b
   const codes = o.errors.get(port) ?? [];
   for (const code of codes) expect(Object.keys(ERROR_CODES)).toContain(code);
   if (want.refused) {
-    expect(o.refused.get(port)).toEqual(['SHOAL_FRAME_INVALID']);
+    // The first refusal is certain. Later lines of the same read may already be in a batch
+    // when the policy closes the connection; they are refused too (each is its own handler
+    // error), or cut before they ran: how many is a matter of timing, not of the model.
+    const refused = o.refused.get(port) ?? [];
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    for (const code of refused) expect(code).toBe('SHOAL_FRAME_INVALID');
     return;
   }
   // Without a FIN we end with a close of our own, so a partial frame left over is reported then.
@@ -217,7 +229,7 @@ describe('framing fuzz over real sockets (fast-check, workers: 2)', () => {
   it('line framing: exact replies, exactly the predicted error code, a close whenever one is due', { timeout: 60_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(lineBytes, delivery, (bytes, d) => runOne(line, lineSeen, modelLine, bytes, d)),
-      { numRuns: RUNS, interruptAfterTimeLimit: 40_000, markInterruptAsFailure: true },
+      { numRuns: RUNS, interruptAfterTimeLimit: 40_000, markInterruptAsFailure: true, examples: LINE_EXAMPLES },
     );
   });
 
