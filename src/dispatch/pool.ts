@@ -11,6 +11,7 @@ import type { ErrorPolicy } from '../../workers/runtime.js';
 import { FairQueue } from './fair-queue.js';
 import type { Taken } from './fair-queue.js';
 import { frameReplies } from './inline.js';
+import { cacheWorkerInterfaces } from './piscina-interface.js';
 import { META_IN, META_OUT, META_PEER, PROGRESS_BYTES, PROGRESS_CELL, PROGRESS_ASYNC, PROGRESS_INDEX, PROGRESS_NOT_STARTED, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
 import type { BarrierResult, BarrierTask, BatchResult, BatchTask, ControlRequest, WorkerSpec } from './protocol.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
@@ -140,6 +141,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #busyWorkers = 0;
   /** The batch pool.run() is placing right now, for #balance to note its worker. */
   #placing: InFlightBatch | null = null;
+  /** Piscina's worker views are cached once seen (see piscina-interface.ts). */
+  #viewsCached = false;
   #framesInFlight = 0;
   #batchesSent = 0;
   #framesSent = 0;
@@ -229,6 +232,10 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
    * batches out when one worker holds two.
    */
   readonly #balance = (task: PiscinaTask, workers: PiscinaWorker[]): PiscinaWorker | null => {
+    if (!this.#viewsCached && workers.length > 0) {
+      cacheWorkerInterfaces(workers[0]!);
+      this.#viewsCached = true;
+    }
     let chosen: PiscinaWorker | null = null;
     let least = this.#o.tasksPerWorker;
     for (const w of workers) {
