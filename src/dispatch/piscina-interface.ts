@@ -7,8 +7,9 @@
  * (sampling heap profiler, objects not collected by a scavenge: 159 of 354 B per request
  * came from that getter), so the main thread's old generation filled with garbage: a
  * scavenge took ~1 ms instead of inline's 0.3, a Mark-Compact came every ~4 s, and the
- * GC's helper threads took both cores for 2-3 ms at a time (perf sched). Cached, 26 B
- * per request survive in all, and the open-loop p99 went from 2.3 to 1.3 ms.
+ * GC's helper threads took both cores for 2-3 ms at a time (perf sched). Cached, 21 B
+ * per request survive in all, and the open-loop p99 went from 2.5 to 1.6 ms (inline 1.0;
+ * bench/results 2026-11-24-vm-10 and -vm-14).
  *
  * The view's getters read the worker live, so one view per worker is the same view.
  * Patched on the prototype the first time a view is seen, if it still has that shape;
