@@ -94,7 +94,6 @@ class Conn {
   sent = 0;
   heldUpTo = 0;
   lastProgress = 0;
-  mismatchesSeen = 0;
   /** Send-time groups of the requests in flight: FIFO ring of (time, count). */
   readonly times: Float64Array;
   readonly counts: Int32Array;
@@ -134,7 +133,6 @@ class Conn {
     this.head = 0;
     this.groups = 0;
     this.verifier.reset();
-    this.mismatchesSeen = 0;
   }
 }
 
@@ -291,10 +289,12 @@ export class Driver {
       this.#replace(conn, false);
       return;
     }
+    // Taken from the verifier as they come: it lives as long as the connection slot,
+    // across reconnects, so a count kept beside it would count them again.
     const m = conn.verifier.mismatches;
-    if (m !== conn.mismatchesSeen) {
-      this.#add(C.MISMATCHES, m - conn.mismatchesSeen);
-      conn.mismatchesSeen = m;
+    if (m > 0) {
+      this.#add(C.MISMATCHES, m);
+      conn.verifier.mismatches = 0;
     }
     const inWindow = now >= this.#measureFrom && now < this.#end;
     if (inWindow) this.#add(C.WINDOW_BYTES, n);

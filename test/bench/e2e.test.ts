@@ -1,8 +1,10 @@
 import { fileURLToPath } from 'node:url';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '../../dist/src/index.js';
 import type { ShoalServer } from '../../dist/src/index.js';
 import { runBench } from '../../dist/src/bench/run.js';
+import { lengthFrame, splitLengthFrames } from '../helpers/wire.js';
 
 // Real runs of the generator against a real shoal server in this process: counts and
 // errors only, never speed.
@@ -59,3 +61,48 @@ describe('shoal bench against a live server', () => {
     await expect(runBench({ port: free, connections: 2, duration: 1000 })).rejects.toThrow(/could not connect/);
   });
 });
+
+describe('shoal bench against a server that lies once', () => {
+  it('a wrong reply followed by a reset counts one mismatch, also after the reconnect', async () => {
+    // K = 0 (echo: the body after its 4-byte K). The first connection gets one corrupted
+    // echo, then a reset; later connections are echoed faithfully.
+    let accepted = 0;
+    const liar = net.createServer((socket) => {
+      const first = accepted++ === 0;
+      let lied = false;
+      let pending = Buffer.alloc(0);
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        const whole = pending.length >= 4 && pending.length >= 4 + pending.readUInt32BE(0);
+        if (!whole) return;
+        const frames = splitLengthFrames(pending); // pipelining 1: one request at a time
+        pending = Buffer.alloc(0);
+        for (const frame of frames) {
+          if (first) {
+            if (lied) return; // nothing more on this connection: the reset is coming
+            lied = true;
+            const wrong = Buffer.from(frame.subarray(4));
+            wrong[wrong.length - 1]! ^= 0xff;
+            socket.write(lengthFrame(wrong));
+            setTimeout(() => socket.resetAndDestroy(), 20);
+            return;
+          }
+          socket.write(lengthFrame(frame.subarray(4))); // the bench protocol's echo: the payload
+        }
+      });
+    });
+    await new Promise<void>((resolve) => liar.listen(0, '127.0.0.1', resolve));
+    const { port } = liar.address() as net.AddressInfo;
+    try {
+      const r = await runBench({ port, connections: 1, pipelining: 1, amount: 50, iterations: 0, size: 16 });
+      expect(accepted).toBeGreaterThanOrEqual(2);
+      expect(r.errors.mismatches).toBe(1);
+      expect(r.errors.resets).toBeGreaterThanOrEqual(1);
+      expect(r.requests.answered).toBeGreaterThan(1);
+    } finally {
+      await new Promise<void>((resolve) => liar.close(() => resolve()));
+    }
+  });
+});
+
