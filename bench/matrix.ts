@@ -211,7 +211,6 @@ async function calibrate(): Promise<Calibration> {
     return Number(process.hrtime.bigint() - t0) / 1000 / calls; // µs per call
   };
   timeCalls(1000, 300); // warm the JIT
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const big = 4000;
   const perCallBig = median(Array.from({ length: 7 }, () => timeCalls(big, 60)));
   const perCallOne = median(Array.from({ length: 7 }, () => timeCalls(1, 5000)));

@@ -15,7 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
@@ -23,6 +23,7 @@ import { cpus, hostname, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { expectedBenchReply } from '../src/bench/message.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli.js');
@@ -190,12 +191,6 @@ function frameOf(k: number, payload: Buffer): Buffer {
   return f;
 }
 
-function chain(payload: Buffer, k: number): Buffer {
-  let d = createHash('sha256').update(payload).digest();
-  for (let i = 1; i < k; i++) d = createHash('sha256').update(d).digest();
-  return d;
-}
-
 /** Fixed message sets, expected replies computed once (verifying a K = 1100 reply costs no CPU in the loop). */
 function messageSets(): { echo: Message[]; cpu: Message[] } {
   const echo = Array.from({ length: 32 }, (_, i) => {
@@ -205,7 +200,7 @@ function messageSets(): { echo: Message[]; cpu: Message[] } {
   const cpu = Array.from({ length: 16 }, (_, i) => {
     const payload = randomBytes(32 + i);
     const k = i % 2 === 0 ? 110 : 1100;
-    return { frame: frameOf(k, payload), expect: chain(payload, k) };
+    return { frame: frameOf(k, payload), expect: expectedBenchReply(k, payload) };
   });
   return { echo, cpu };
 }

@@ -1,11 +1,8 @@
 /** `shoal bench`: flags in, one load test, tables (or --json) out. Exit 0 only when every reply matched. */
-import { BENCH_HELP, parseBenchArgs } from './options.js';
+import { BENCH_HELP, formatTarget, parseBenchArgs } from './options.js';
 import { header, renderProgress, renderResult } from './report.js';
 import { runBench } from './run.js';
 import type { BenchProgress } from './run.js';
-
-export { runBench } from './run.js';
-export type { BenchResult } from './run.js';
 
 export async function benchMain(argv: string[]): Promise<number> {
   const parsed = parseBenchArgs(argv);
@@ -14,7 +11,7 @@ export async function benchMain(argv: string[]): Promise<number> {
     return 0;
   }
   const o = parsed.options;
-  const target = `${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}`;
+  const target = formatTarget(o.host, o.port);
   if (!o.json) {
     process.stdout.write(
       header({ ...o, framing: o.framing.type, target, duration: o.duration / 1000, warmup: o.warmup / 1000, threads: Math.max(1, o.workers) }) + '\n',

@@ -36,7 +36,7 @@ export const C = {
   LOST: 8, // requests in flight on a connection that closed
   CONNECTED: 9, // connections open right now
 } as const;
-export const COUNTER_SLOTS = 12;
+export const COUNTER_SLOTS = Object.keys(C).length;
 
 export interface DriverConfig {
   host: string;
@@ -173,10 +173,6 @@ export class Driver {
     const all = Buffer.allocUnsafe(req.length * this.#maxBlock);
     for (let i = 0; i < this.#maxBlock; i++) req.copy(all, i * req.length);
     for (let n = 0; n <= this.#maxBlock; n++) this.#blocks.push(all.subarray(0, n * req.length));
-  }
-
-  get histogram(): Histogram {
-    return this.#hist;
   }
 
   #add(slot: number, n: number): void {

@@ -132,6 +132,11 @@ export function parseSeconds(flag: string, value: string): number {
 }
 
 /** "8000", ":8000", "host:8000", "[::1]:8000". */
+/** HOST:PORT as a user writes it, an IPv6 host in brackets (the inverse of parseTarget). */
+export function formatTarget(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 export function parseTarget(value: string): { host: string; port: number } {
   const m = /^(?:(?:\[([^\]]+)\]|([^:[\]]*)):)?(\d+)$/.exec(value.trim());
   if (!m) throw new InvalidOptionError(`target must be [HOST:]PORT (got '${value}')`);

@@ -12,7 +12,7 @@ import type { DriverConfig, DriverResult, Schedule } from './driver.js';
 import { mergeHistograms, summarizeLatency, summarizeSamples } from './histogram.js';
 import type { LatencySummary, RateSummary } from './histogram.js';
 import { buildMessage } from './message.js';
-import { validateBenchOptions } from './options.js';
+import { formatTarget, validateBenchOptions } from './options.js';
 import type { BenchOptions } from './options.js';
 
 /** Event-loop utilization above which a generator thread counts as saturated. */
@@ -273,8 +273,9 @@ export async function runBench(input: Partial<BenchOptions> & { port: number }, 
     const saturated = busiest > SATURATION_ELU;
     const cpuMs = cpu ? ((cpu as NodeJS.CpuUsage).user + (cpu as NodeJS.CpuUsage).system) / 1000 : 0;
     const windowMs = timed ? o.duration : Math.max(1, endAbs - measureFrom);
+    const replies = timed ? windowReplies : count(C.REPLIES);
     return {
-      target: `${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}`,
+      target: formatTarget(o.host, o.port),
       protocol: o.protocol,
       framing: o.framing.type,
       iterations: o.iterations,
@@ -287,10 +288,10 @@ export async function runBench(input: Partial<BenchOptions> & { port: number }, 
       duration: Math.round(seconds * 1000) / 1000,
       requests: {
         ...summarizeSamples(reqSamples),
-        total: timed ? windowReplies : count(C.REPLIES),
+        total: replies,
         sent: count(C.SENT),
         answered: count(C.REPLIES),
-        perSecond: Math.round(((timed ? windowReplies : count(C.REPLIES)) / seconds) * 100) / 100,
+        perSecond: Math.round((replies / seconds) * 100) / 100,
       },
       throughput: { ...summarizeSamples(byteSamples), total: windowBytes },
       latency: summarizeLatency(hist),
