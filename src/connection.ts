@@ -370,10 +370,7 @@ export class Connection implements DispatchTarget {
   #finish(): void {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     this.#setState('closing');
-    let held = 0;
-    if (this.#reorder !== null) for (const r of this.#reorder.values()) held += r.count;
-    this.#reorder = null;
-    if (held > 0) this.#late(held);
+    this.#dropHeld();
     const socket = this.#socket;
     if (this.#corked) this.#uncork();
     socket.end();
@@ -444,11 +441,16 @@ export class Connection implements DispatchTarget {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.#stateSince = Date.now();
+    this.#dropHeld();
+    this.#hooks.onClose(this, this.#closeError);
+  }
+
+  /** Replies held for reordering will not be sent now: count them as late. */
+  #dropHeld(): void {
     let held = 0;
     if (this.#reorder !== null) for (const r of this.#reorder.values()) held += r.count;
     this.#reorder = null;
     if (held > 0) this.#late(held);
-    this.#hooks.onClose(this, this.#closeError);
   }
 
   /** Count replies nobody will read; the server hears of them even after onClose. */

@@ -21,14 +21,14 @@ const SPARE_LANE_MAX = 64;
 /**
  * One connection's frames waiting for the pool: [head, tail) of the arrays, oldest
  * first. Written by index, not push(), so a recycled lane keeps its arrays' storage.
+ * A connection holds a lane exactly while it is in the ready ring (take() detaches
+ * a drained lane).
  */
 class Lane {
   frames: (Buffer | null)[] = [];
   seqs: number[] = [];
   head = 0;
   tail = 0;
-  /** In the ready ring. */
-  active = false;
 }
 
 /** Frames taken for one batch, as parallel arrays. */
@@ -67,16 +67,16 @@ export class FairQueue {
   }
 
   push(target: DispatchTarget, seq: number, frame: Buffer): void {
-    const lane = (target.lane ??= this.#spare.pop() ?? new Lane()) as Lane;
+    if (target.lane == null) {
+      target.lane = this.#spare.pop() ?? new Lane();
+      this.#ready.push(target);
+    }
+    const lane = target.lane as Lane;
     lane.frames[lane.tail] = frame;
     lane.seqs[lane.tail] = seq;
     lane.tail++;
     this.#size++;
     this.#bytes += frame.length;
-    if (!lane.active) {
-      lane.active = true;
-      this.#ready.push(target);
-    }
   }
 
   /**
@@ -91,18 +91,18 @@ export class FairQueue {
       else byTarget.set(t, [k]);
     });
     for (const [t, ks] of byTarget) {
-      const lane = (t.lane ??= new Lane()) as Lane;
+      if (t.lane == null) {
+        t.lane = new Lane();
+        if (this.#readyHead > 0) this.#ready[--this.#readyHead] = t;
+        else this.#ready.unshift(t);
+      }
+      const lane = t.lane as Lane;
       lane.frames = [...ks.map((k) => frames[k]!), ...lane.frames.slice(lane.head, lane.tail)];
       lane.seqs = [...ks.map((k) => seqs[k]!), ...lane.seqs.slice(lane.head, lane.tail)];
       lane.head = 0;
       lane.tail = lane.frames.length;
       for (const k of ks) this.#bytes += frames[k]!.length;
       this.#size += ks.length;
-      if (!lane.active) {
-        lane.active = true;
-        if (this.#readyHead > 0) this.#ready[--this.#readyHead] = t;
-        else this.#ready.unshift(t);
-      }
     }
   }
 
@@ -162,7 +162,6 @@ export class FairQueue {
     // Its frames were nulled as they were taken: a spare lane holds no socket memory.
     if (this.#spare.length >= SPARE_LANES || lane.frames.length > SPARE_LANE_MAX) return;
     lane.head = lane.tail = 0;
-    lane.active = false;
     this.#spare.push(lane);
   }
 

@@ -135,7 +135,6 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** Blind retries per frame (only touched on the failure path). */
   readonly #retries = new WeakMap<Buffer, number>();
 
-  #batchesInFlight = 0;
   /** Batches in flight per worker (by Piscina worker id), and how many workers have none. */
   readonly #perWorker = new Map<number, number>();
   #busyWorkers = 0;
@@ -355,7 +354,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#queue.size === 0 || this.#batchesInFlight >= this.#slots) return;
+    if (this.#scheduled || this.#queue.size === 0 || this.#inFlight.size >= this.#slots) return;
     // Every worker busy: a small batch sent now would only wait in a worker's queue and
     // cost a task of overhead. Let it grow to a full batch, or until a worker frees up
     // (#settled calls us again).
@@ -369,7 +368,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#scheduled = false;
     const o = this.#o;
     const q = this.#queue;
-    let free = this.#slots - this.#batchesInFlight;
+    let free = this.#slots - this.#inFlight.size;
     if (q.size === 0 || free <= 0 || this.#pool === null) return;
     const cap = this.#batchCap();
     while (q.size > 0 && free > 0) {
@@ -475,7 +474,6 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const abort = this.#o.handlerTimeout > 0 ? new AbortController() : null;
     const batch: InFlightBatch = { targets, seqs, frames, slot, progress, abort, timedOut: -1, worker: -1 };
     this.#inFlight.add(batch);
-    this.#batchesInFlight++;
     this.#framesInFlight += count;
     this.#batchesSent++;
     this.#framesSent += count;
@@ -500,9 +498,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
         this.#perWorker.set(batch.worker, had - 1);
       }
     }
-    this.#batchesInFlight--;
     this.#framesInFlight -= count;
-    if (this.#batchesInFlight === 0 && this.#queue.size === 0) this.emit('idle');
+    if (this.#inFlight.size === 0 && this.#queue.size === 0) this.emit('idle');
     this.#schedule();
   }
 
@@ -656,7 +653,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       workers: this.#o.workers,
       pendingFrames: this.#queue.size,
       pendingBytes: this.#queue.bytes,
-      batchesInFlight: this.#batchesInFlight,
+      batchesInFlight: this.#inFlight.size,
       framesInFlight: this.#framesInFlight,
       batchesSent: this.#batchesSent,
       framesSent: this.#framesSent,
@@ -680,7 +677,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     if (this.#watchdog) clearInterval(this.#watchdog);
     // Frames still waiting belong to connections that were destroyed: nobody is left to answer.
     this.#queue.clear();
-    if (this.#batchesInFlight > 0) {
+    if (this.#inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         new Promise((r) => this.once('idle', r)),
