@@ -95,10 +95,11 @@ export class DelimiterEncoder implements FrameEncoder {
     const total = this.frameLength(body.length);
     out.set(body, offset);
     out.set(this.#trailer, offset + body.length);
-    const wire = Buffer.from(out.buffer, out.byteOffset + offset, total);
+    // The trailer ends in the delimiter, so the first match from `offset` is inside this
+    // frame: a one-byte delimiter is found in place, without a view per reply.
     const d = this.#delimiter;
-    const first = d.length === 1 ? wire.indexOf(d[0]!) : wire.indexOf(d);
-    const cut = first >= 0 && this.#stripCR && first > 0 && wire[first - 1] === 0x0d ? first - 1 : first;
+    const first = d.length === 1 ? out.indexOf(d[0]!, offset) - offset : Buffer.from(out.buffer, out.byteOffset + offset, total).indexOf(d);
+    const cut = first >= 0 && this.#stripCR && first > 0 && out[offset + first - 1] === 0x0d ? first - 1 : first;
     if (cut !== body.length) {
       throw new FrameInvalidError(`a reply of ${body.length} bytes would be cut at byte ${cut} by the peer: it contains the delimiter${this.#stripCR ? ' or ends in \\r' : ''}`);
     }
