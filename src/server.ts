@@ -84,7 +84,7 @@ export class ShoalServer extends EventEmitter {
   readonly #hooks: ConnectionHooks = {
     onClose: (conn, error) => this.#onConnectionClose(conn, error),
     onError: (conn, error) => this.#onConnectionError(conn, error),
-    onBudget: (conn, budget) => this.budgetHit(budget, { conn: conn.id, remote: conn.remoteAddress }),
+    onBudget: (conn, budget) => this.#budgetHit(budget, { conn: conn.id, remote: conn.remoteAddress }),
     onLateReplies: (_conn, count) => {
       this.#counters.lateReplies += count;
     },
@@ -118,7 +118,7 @@ export class ShoalServer extends EventEmitter {
       handlerError: (target, seq, error) => this.#onHandlerError(target as Connection, seq, error),
       workerFailure: (error, messages) => {
         this.#counters.workerFailures++;
-        if (error.code === 'SHOAL_HANDLER_TIMEOUT') this.budgetHit('handlerTimeout', { messages });
+        if (error.code === 'SHOAL_HANDLER_TIMEOUT') this.#budgetHit('handlerTimeout', { messages });
         o.logger.error({ err: error, messages }, 'worker failed; its messages got the error policy');
         this.emit('workerFailure', error, messages);
       },
@@ -147,7 +147,7 @@ export class ShoalServer extends EventEmitter {
             events,
           );
     this.#dispatcher.on('saturated', () => {
-      this.budgetHit('maxPendingFrames', { pending: this.#dispatcher.stats().pendingFrames });
+      this.#budgetHit('maxPendingFrames', { pending: this.#dispatcher.stats().pendingFrames });
       for (const c of this.#connections) c.setPoolPaused(true);
     });
     this.#dispatcher.on('unsaturated', () => this.#resumeReading());
@@ -271,14 +271,14 @@ export class ShoalServer extends EventEmitter {
     this.#counters.connectionsRejected++;
     socket.on('error', () => {});
     socket.destroy();
-    this.budgetHit(budget, { limit, remote: socket.remoteAddress, code: 'SHOAL_TOO_MANY_CONNECTIONS' });
+    this.#budgetHit(budget, { limit, remote: socket.remoteAddress, code: 'SHOAL_TOO_MANY_CONNECTIONS' });
   }
 
   /**
    * Count a budget hit, emit 'budget', and log it — at most once per
    * BUDGET_LOG_INTERVAL_MS per budget, so a flood of hits cannot flood the log.
    */
-  budgetHit(budget: BudgetName, details: Record<string, unknown> = {}): void {
+  #budgetHit(budget: BudgetName, details: Record<string, unknown> = {}): void {
     this.#budgetHits[budget] = (this.#budgetHits[budget] ?? 0) + 1;
     this.emit('budget', budget, details);
     const now = Date.now();
@@ -403,7 +403,7 @@ export class ShoalServer extends EventEmitter {
       report.destroyed = this.#connections.size;
       report.drained = report.connections - report.destroyed;
       if (report.destroyed > 0) {
-        this.budgetHit('drainTimeout', { destroyed: report.destroyed });
+        this.#budgetHit('drainTimeout', { destroyed: report.destroyed });
         for (const c of this.#connections) c.destroy(new ShoalError('SHOAL_SERVER_CLOSED', 'drain deadline reached'));
         if (this.#connections.size > 0) await once(this, 'idle');
       }
