@@ -11,6 +11,7 @@ import type { DispatchEvents, Dispatcher, DispatcherStats } from './dispatch/typ
 import { ShoalError } from './errors.js';
 import type { SerializedError } from './errors.js';
 import { resolveOptions } from './options.js';
+import { waitAtMost } from './wait.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 
 /**
@@ -396,10 +397,7 @@ export class ShoalServer extends EventEmitter {
     const listenerClosed = net ? new Promise<void>((r) => net.close(() => r())) : Promise.resolve();
     for (const c of this.#connections) c.shutdown(o.goAway);
     if (this.#connections.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((r) => (timer = setTimeout(r, drainTimeout)));
-      await Promise.race([once(this, 'idle'), deadline]);
-      clearTimeout(timer);
+      await waitAtMost(once(this, 'idle'), drainTimeout);
       report.destroyed = this.#connections.size;
       report.drained = report.connections - report.destroyed;
       if (report.destroyed > 0) {

@@ -31,6 +31,7 @@ import type { ResolvedAdminOptions } from '../options.js';
 import type { ShoalServer } from '../server.js';
 import { ShoalMetrics } from './metrics.js';
 import { profiling, startCpuProfile, stopCpuProfile } from './profile.js';
+import { waitAtMost } from '../wait.js';
 
 /** Longest CPU profile one request may ask for, in seconds. */
 export const MAX_PROFILE_SECONDS = 120;
@@ -127,11 +128,7 @@ export class AdminServer {
   async #close(): Promise<void> {
     this.#abort.abort();
     await this.#listening?.catch(() => null);
-    if (this.#work.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled([...this.#work]), new Promise((r) => (timer = setTimeout(r, CLOSE_GRACE_MS)))]);
-      clearTimeout(timer);
-    }
+    if (this.#work.size > 0) await waitAtMost(Promise.allSettled([...this.#work]), CLOSE_GRACE_MS);
     const http = this.#http;
     if (http !== null) {
       const closed = new Promise<void>((r) => http.close(() => r()));

@@ -3,6 +3,7 @@ import type { Framing } from '../framing/types.js';
 import { Context, HandlerRuntime } from '../../workers/runtime.js';
 import type { Replies, RuntimeSpec } from '../../workers/runtime.js';
 import { withTimeout } from '../../workers/batch.js';
+import { waitAtMost } from '../wait.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
 /** Frame replies into one buffer (null when there are none). Throws if a reply cannot be framed. */
@@ -134,11 +135,6 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
   async close(timeoutMs: number): Promise<void> {
     const rt = this.#runtime;
     if (!rt) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      rt.teardown().catch(() => {}),
-      new Promise((r) => (timer = setTimeout(r, timeoutMs))),
-    ]);
-    clearTimeout(timer);
+    await waitAtMost(rt.teardown().catch(() => {}), timeoutMs);
   }
 }

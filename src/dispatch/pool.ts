@@ -12,6 +12,7 @@ import { FairQueue } from './fair-queue.js';
 import type { Taken } from './fair-queue.js';
 import { frameReplies } from './inline.js';
 import { cacheWorkerInterfaces } from './piscina-interface.js';
+import { waitAtMost } from '../wait.js';
 import { META_IN, META_OUT, META_PEER, PROGRESS_BYTES, PROGRESS_CELL, PROGRESS_ASYNC, PROGRESS_INDEX, PROGRESS_NOT_STARTED, PROGRESS_STARTED, STATUS_CLOSE, STATUS_REPLY } from './protocol.js';
 import type { BarrierResult, BarrierTask, BatchResult, BatchTask, ControlRequest, WorkerSpec } from './protocol.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
@@ -677,18 +678,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     if (this.#watchdog) clearInterval(this.#watchdog);
     // Frames still waiting belong to connections that were destroyed: nobody is left to answer.
     this.#queue.clear();
-    if (this.#inFlight.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise((r) => this.once('idle', r)),
-        new Promise((r) => (timer = setTimeout(r, timeoutMs))),
-      ]);
-      clearTimeout(timer);
-    }
+    if (this.#inFlight.size > 0) await waitAtMost(new Promise((r) => this.once('idle', r)), timeoutMs);
     // A control task still out (a profile being stopped) would hold workers at its barrier: let it end first.
-    let controlTimer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#controlChain, new Promise((r) => (controlTimer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(controlTimer);
+    await waitAtMost(this.#controlChain, timeoutMs);
     await this.#barrier('teardown', timeoutMs).catch(() => []);
     await this.#destroyPool();
   }
