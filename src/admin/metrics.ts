@@ -19,7 +19,7 @@ import type { Metric } from 'prom-client';
 import type { ShoalError } from '../errors.js';
 import type { ServerStats, ShoalServer } from '../server.js';
 import { FixedHistogram } from './histogram.js';
-import { BATCH_FRAME_BUCKETS, HANDLER_BUCKETS_MS, NO_ROUTE, OTHER_ROUTE, QUEUE_WAIT_BUCKETS_MS, readSharedMetrics } from './shared.js';
+import { BATCH_FRAME_BUCKETS, CHEAP_MS, HANDLER_BUCKETS_MS, NO_ROUTE, OTHER_ROUTE, QUEUE_WAIT_BUCKETS_MS, loopDelay, readSharedMetrics } from './shared.js';
 import type { LoopDelay, SharedSnapshot } from './shared.js';
 
 const FRAME_ERROR_CODES = ['SHOAL_FRAME_TOO_LARGE', 'SHOAL_FRAME_TRUNCATED', 'SHOAL_FRAME_INVALID'];
@@ -80,16 +80,6 @@ function formatBound(v: number): string {
   return String(Number(v.toPrecision(6)));
 }
 
-/**
- * monitorEventLoopDelay samples with a timer every `resolution` ms and records
- * the time between ticks, so an idle loop reads `resolution`: subtract it, so
- * the metric shows the delay itself (idle ~ 0).
- */
-export function loopDelay(h: IntervalHistogram, resolutionMs: number): LoopDelay {
-  const ms = (ns: number): number => Math.max(0, ns / 1e6 - resolutionMs);
-  return { mean: ms(h.mean), p99: ms(h.percentile(99)), max: ms(h.max) };
-}
-
 const MAIN_LOOP_RESOLUTION_MS = 10;
 
 interface Snapshot {
@@ -109,7 +99,6 @@ interface Snapshot {
  * for the untimed ones after it; slower handlers are all timed. Counts are exact.
  */
 export class InlineTiming {
-  static readonly CHEAP_MS = 0.02;
   static readonly SAMPLE_EVERY = 8;
   readonly #byRoute: Map<number, FixedHistogram>;
   #skip = 0;
@@ -143,7 +132,7 @@ export class InlineTiming {
     if (t0 >= 0) {
       ms = this.#lastMs = performance.now() - t0;
       this.#costMs = this.#costMs * 0.75 + ms * 0.25;
-      this.#skip = this.#costMs < InlineTiming.CHEAP_MS ? InlineTiming.SAMPLE_EVERY - 1 : 0;
+      this.#skip = this.#costMs < CHEAP_MS ? InlineTiming.SAMPLE_EVERY - 1 : 0;
     }
     h.observe(ms);
   }

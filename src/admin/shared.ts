@@ -65,8 +65,11 @@ export function createSharedMetrics(workers: number): SharedArrayBuffer {
   return sab;
 }
 
-/** Below this mean time per message (ms), runBatch times messages in runs (see workers/batch.ts). */
-const CHEAP_MS = 0.02;
+/**
+ * Below this mean time per message (ms), messages are timed in runs (runBatch, see
+ * workers/batch.ts) or sampled (InlineTiming): a clock read costs as much as they do.
+ */
+export const CHEAP_MS = 0.02;
 /** A worker publishes its event-loop delay at most this often (ms), at the end of a batch. */
 const LOOP_REPORT_MS = 1000;
 /** Sampling interval of the worker's event-loop delay monitor (ms). */
@@ -160,11 +163,11 @@ export class WorkerMeter {
     this.#loopReportedAt = now;
     const h = this.#loop;
     if (h.count > 0) {
-      const ms = (ns: number): number => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
+      const d = loopDelay(h, LOOP_RESOLUTION_MS);
       const f = this.#f;
-      f[this.#base + LOOP] = ms(h.mean);
-      f[this.#base + LOOP + 1] = ms(h.percentile(99));
-      f[this.#base + LOOP + 2] = ms(h.max);
+      f[this.#base + LOOP] = d.mean;
+      f[this.#base + LOOP + 1] = d.p99;
+      f[this.#base + LOOP + 2] = d.max;
     }
     h.reset();
   }
@@ -174,6 +177,16 @@ export interface LoopDelay {
   mean: number;
   p99: number;
   max: number;
+}
+
+/**
+ * monitorEventLoopDelay samples with a timer every `resolution` ms and records
+ * the time between ticks, so an idle loop reads `resolution`: subtract it, so
+ * the metric shows the delay itself (idle ~ 0).
+ */
+export function loopDelay(h: IntervalHistogram, resolutionMs: number): LoopDelay {
+  const ms = (ns: number): number => Math.max(0, ns / 1e6 - resolutionMs);
+  return { mean: ms(h.mean), p99: ms(h.percentile(99)), max: ms(h.max) };
 }
 
 /** Every slot summed (main thread, at scrape time). */
