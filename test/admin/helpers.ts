@@ -119,12 +119,3 @@ export function captureLogger(lines: Line[] = [], bindings: Record<string, unkno
     child: (more: Record<string, unknown>) => captureLogger(lines, { ...bindings, ...more }),
   };
 }
-
-/** [u32 BE route][payload] */
-export function routed(route: number, payload: string | Buffer): Buffer {
-  const p = typeof payload === 'string' ? Buffer.from(payload) : payload;
-  const b = Buffer.allocUnsafe(4 + p.length);
-  b.writeUInt32BE(route, 0);
-  p.copy(b, 4);
-  return b;
-}

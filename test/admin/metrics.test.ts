@@ -3,7 +3,9 @@ import { connect, createServer } from '../../dist/src/index.js';
 import type { Client, ShoalServer } from '../../dist/src/index.js';
 import { EXAMPLES } from '../helpers/server.js';
 import { waitFor } from '../helpers/wire.js';
-import { ADMIN_FIXTURES, adminPort, captureLogger, get, routed, sample, scrape } from './helpers.js';
+import { ADMIN_FIXTURES, adminPort, captureLogger, get, sample, scrape } from './helpers.js';
+// [u32 BE route][payload]: the same bytes as a bench-protocol body with K = route.
+import { benchBody as routed } from '../helpers/server.js';
 import type { Line } from './helpers.js';
 
 // /metrics scraped during and after a load: every counter must match what the

@@ -93,6 +93,11 @@ export function shaChain(payload: Uint8Array, k: number): Buffer {
   return d;
 }
 
+/** The bench protocol's reply body for (K, payload): the payload for K = 0, else shaChain. */
+export function benchReply(k: number, payload: Uint8Array): Buffer {
+  return k === 0 ? Buffer.from(payload) : shaChain(payload, k);
+}
+
 /** OS threads of this process (Linux): worker threads show up here until they are gone. */
 export function threadCount(): number {
   return readdirSync('/proc/self/task').length;

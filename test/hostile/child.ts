@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from '../helpers/server.js';
 
 /**
  * A shoal server in a child process, started through the CLI
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
  * It also exercises the CLI flags and log lines a user would see, and lets a
  * case send a real SIGTERM.
  */
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export { ROOT };
 export const HOSTILE_HANDLER = `${ROOT}test/fixtures/hostile/handler.js`;
 
 /** The hostile handler's special K values (test/fixtures/hostile/handler.js). */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawConnect, shaChain, splitLengthFrames, waitFor, within } from '../helpers/wire.js';
+import { benchReply, rawConnect, splitLengthFrames, waitFor, within } from '../helpers/wire.js';
 import { withCanary } from './canary.js';
 import { K, benchFrame, logsWith, note, spawnServer } from './child.js';
 import type { ChildServer } from './child.js';
@@ -96,7 +96,7 @@ describe('a handler that crashes its worker (child server, --on-handler-error er
             const m = plan[i]!;
             if (m.k === K.EXIT) {
               if (errorCode(r) !== 'SHOAL_WORKER_DIED') wrong.push(`c${c} m${i} (the crasher): ${r.toString().slice(0, 120)}`);
-            } else if (!r.equals(m.k === 0 ? m.payload : shaChain(m.payload, m.k))) {
+            } else if (!r.equals(benchReply(m.k, m.payload))) {
               wrong.push(`c${c} m${i}: ${r.toString().slice(0, 120)}`);
             }
           });
@@ -128,7 +128,7 @@ describe('a handler that crashes its worker (child server, --on-handler-error er
           const m = plan[c]![i]!;
           if (m.k === K.EXIT) {
             if (errorCode(r) !== 'SHOAL_WORKER_DIED') wrong.push(`c${c} m${i} (the crasher): ${r.toString().slice(0, 120)}`);
-          } else if (!r.equals(m.k === 0 ? m.payload : shaChain(m.payload, m.k))) {
+          } else if (!r.equals(benchReply(m.k, m.payload))) {
             wrong.push(`c${c} m${i}: ${r.toString().slice(0, 120)}`);
           }
         }),

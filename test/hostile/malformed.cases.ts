@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawConnect, splitLengthFrames, waitFor, within } from '../helpers/wire.js';
+import { lengthFrame, rawConnect, splitLengthFrames, waitFor, within } from '../helpers/wire.js';
 import type { RawPeer } from '../helpers/wire.js';
 import { withCanary } from './canary.js';
 import { MiB, benchFrame, logsWith, note, spawnServer } from './child.js';
@@ -80,9 +80,7 @@ describe('hostile framing (child server, CLI defaults)', () => {
     await withCanary(srv.port, async () => {
       for (const body of [Buffer.alloc(0), Buffer.from([0]), Buffer.from([0, 0, 0])]) {
         const peer = await rawConnect(srv.port);
-        const short = Buffer.alloc(4 + body.length);
-        short.writeUInt32BE(body.length, 0);
-        body.copy(short, 4);
+        const short = lengthFrame(body);
         peer.socket.write(Buffer.concat([benchFrame(0, 'before'), short, benchFrame(0, 'after')]));
         await serverCloses(peer, 5000, `FIN after a ${body.length}-byte body`);
         // 'before' is answered; the short body gets the policy (close); 'after' is never read.

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawConnect, shaChain, splitLengthFrames, waitFor, within } from '../helpers/wire.js';
+import { benchReply, rawConnect, splitLengthFrames, waitFor, within } from '../helpers/wire.js';
 import { withCanary } from './canary.js';
 import { benchFrame, note, spawnServer } from './child.js';
 import type { ChildServer } from './child.js';
@@ -26,7 +26,7 @@ describe('pipelining (child server, CLI defaults)', () => {
       const replies = splitLengthFrames(peer.received());
       expect(replies.length).toBe(1000);
       for (let i = 0; i < 1000; i++) {
-        const want = ks[i] === 0 ? payloads[i]! : shaChain(payloads[i]!, ks[i]!);
+        const want = benchReply(ks[i]!, payloads[i]!);
         if (!replies[i]!.equals(want)) throw new Error(`reply ${i} is wrong: ${replies[i]!.toString('hex').slice(0, 64)}`);
       }
       await within(peer.closed, 5000, 'the socket closing');
@@ -50,7 +50,7 @@ describe('pipelining (child server, CLI defaults)', () => {
         peer.socket.write(wire.subarray(off, off + n));
         off += n;
       }
-      const expected = ks.map((k, i) => (k === 0 ? payloads[i]! : shaChain(payloads[i]!, k)));
+      const expected = ks.map((k, i) => benchReply(k, payloads[i]!));
       const total = expected.reduce((n, e) => n + 4 + e.length, 0);
       await waitFor(() => peer.received().length >= total, 'all 400 replies', 20_000, 20);
       const replies = splitLengthFrames(peer.received());
