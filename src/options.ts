@@ -1,45 +1,16 @@
 import { isIP } from 'node:net';
-import { availableParallelism } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { InvalidOptionError } from './errors.js';
 import { createFraming, isFraming } from './framing/index.js';
 import type { BuiltinFramingOptions, Framing } from './framing/index.js';
+import { ADMIN_DEFAULTS, DEFAULTS, OPTIONS, PLAIN_SERVER_KEYS, POOL_KEYS, SERVER_KEYS } from './option-table.js';
+import type { OptionDef, PlainServerKey, PlainValues, PoolKey } from './option-table.js';
 
-/**
- * The one place for defaults, used by createServer() and the CLI alike.
- * Every budget is finite: no Infinity anywhere (an unbounded default is a memory leak
- * waiting for a hostile peer).
- */
-export const DEFAULTS = Object.freeze({
-  host: '0.0.0.0',
-  port: 8000,
-  framing: Object.freeze({ type: 'length', lengthFieldLength: 4, byteOrder: 'be' }) as BuiltinFramingOptions,
-  codec: 'raw' as Codec,
-  onHandlerError: 'close' as ErrorPolicy,
-  maxFrame: 1024 * 1024, // 1 MiB, whole frame on the wire (header included)
-  maxInFlightPerConnection: 256, // frames read and not yet answered, per connection (x maxFrame bounds its memory)
-  sendHighWater: 1024 * 1024, // 1 MiB queued for one peer: stop reading from it
-  sendLowWater: 256 * 1024, // 256 KiB: resume reading
-  maxPendingFrames: 65_536, // frames waiting for the pool (all connections): pause all reading
-  maxPendingBytes: 64 * 1024 * 1024, // 64 MiB of frames waiting for the pool
-  batchMaxFrames: 512, // frames in one pool task
-  batchMaxBytes: 1024 * 1024, // 1 MiB of frames in one pool task
-  tasksPerWorker: 2, // batches in flight per worker: one running, one ready to start
-  drainTimeout: 10_000, // ms allowed for graceful shutdown before sockets are destroyed
-  sendTimeout: 30_000, // ms a peer may stay above the high water mark before it is cut
-  idleTimeout: 0, // ms of silence before closing a connection; 0 = off (as net.Server)
-  handlerTimeout: 0, // ms one message may run in a worker; 0 = off
-  maxConnections: 10_000, // open connections; beyond it new ones are closed at once
-  maxConnectionsPerIp: 0, // 0 = off
-  startupTimeout: 30_000, // ms for every worker to load the handler and run setup()
-  backlog: 4096, // kernel accept queue (clamped by net.core.somaxconn); Node's 511 overflowed on bursts
-  atomics: 'sync' as 'sync' | 'async' | 'disabled',
-  adminHost: '127.0.0.1', // the admin HTTP server (off unless admin.port is set) binds loopback only by default
-});
+export { DEFAULTS } from './option-table.js';
 
-export type Codec = 'raw' | 'utf8' | 'json';
-export type ErrorPolicy = 'close' | 'error-frame' | 'drop';
+export type Codec = PlainValues['codec'];
+export type ErrorPolicy = PlainValues['onHandlerError'];
 
 export interface Logger {
   debug(obj: unknown, msg?: string): void;
@@ -76,85 +47,31 @@ export interface ResolvedAdminOptions {
   metrics: boolean;
 }
 
-export interface ServerOptions {
+/** createServer() options: the plain ones come from the table (src/option-table.ts), the objects are spelled out. */
+export type ServerOptions = {
   /** The handler module: a path (relative to the current directory) or a file URL. Required. */
   handler: string | URL;
-  /** Worker threads; 0 runs handlers inline on the main thread. Default: available parallelism. */
-  workers?: number;
   /** A built-in framing by options, or a user framing object ({ createDecoder(), encoder }). */
   framing?: BuiltinFramingOptions | Framing;
-  /** How a handler sees a message and how its return value is packed. Default 'raw'. */
-  codec?: Codec;
   /** Route by a message id in front of each body to the handler module's `routes`. Off by default. */
   routing?: RoutingOptions | false;
-  /** What a handler error does to its connection: 'close' (default), 'error-frame' or 'drop'. */
-  onHandlerError?: ErrorPolicy;
-  /** Bytes sent to every connection when shutdown begins (a GOAWAY); then serve until the peer closes. */
-  goAway?: Uint8Array | null;
-  maxFrame?: number;
-  maxInFlightPerConnection?: number;
-  sendHighWater?: number;
-  sendLowWater?: number;
-  maxPendingFrames?: number;
-  maxPendingBytes?: number;
-  batchMaxFrames?: number;
-  batchMaxBytes?: number;
-  tasksPerWorker?: number;
-  drainTimeout?: number;
-  sendTimeout?: number;
-  idleTimeout?: number;
-  handlerTimeout?: number;
-  maxConnections?: number;
-  maxConnectionsPerIp?: number;
-  startupTimeout?: number;
-  /** Length of the kernel's accept queue for this listener. Default 4096. */
-  backlog?: number;
-  atomics?: 'sync' | 'async' | 'disabled';
   /** The admin HTTP server (metrics, health, readiness, profiles); off when absent or null. */
   admin?: AdminOptions | null;
   /** A pino-compatible logger; default: silent. */
   logger?: Logger | null;
-}
+} & { [K in PlainServerKey]?: PlainValues[K] };
 
-export interface ResolvedOptions {
+export type ResolvedOptions = PlainValues & {
   handlerUrl: string;
-  workers: number;
   framing: Framing;
   /** Plain framing options when built in (workers then encode replies themselves), else null. */
   framingSpec: BuiltinFramingOptions | null;
-  codec: Codec;
   routing: { idBytes: 2 | 4 } | null;
-  onHandlerError: ErrorPolicy;
-  goAway: Uint8Array | null;
-  maxFrame: number;
-  maxInFlightPerConnection: number;
-  sendHighWater: number;
-  sendLowWater: number;
-  maxPendingFrames: number;
-  maxPendingBytes: number;
-  batchMaxFrames: number;
-  batchMaxBytes: number;
-  tasksPerWorker: number;
-  drainTimeout: number;
-  sendTimeout: number;
-  idleTimeout: number;
-  handlerTimeout: number;
-  maxConnections: number;
-  maxConnectionsPerIp: number;
-  startupTimeout: number;
-  backlog: number;
-  atomics: 'sync' | 'async' | 'disabled';
   admin: ResolvedAdminOptions | null;
   logger: Logger;
-}
+};
 
-const KNOWN_KEYS = new Set<string>([
-  'handler', 'workers', 'framing', 'codec', 'routing', 'onHandlerError', 'goAway', 'logger',
-  'maxFrame', 'maxInFlightPerConnection', 'sendHighWater', 'sendLowWater', 'maxPendingFrames',
-  'maxPendingBytes', 'batchMaxFrames', 'batchMaxBytes', 'tasksPerWorker', 'drainTimeout',
-  'sendTimeout', 'idleTimeout', 'handlerTimeout', 'maxConnections', 'maxConnectionsPerIp',
-  'startupTimeout', 'atomics', 'admin', 'backlog',
-]);
+const KNOWN_KEYS: ReadonlySet<string> = new Set<string>(SERVER_KEYS);
 const ADMIN_KEYS = new Set<string>(['port', 'host', 'allowPublic', 'metrics']);
 
 /** localhost, 127.0.0.0/8, ::1 and ::ffff:127.x: addresses no other machine can reach. */
@@ -176,10 +93,10 @@ function resolveAdmin(a: AdminOptions | null | undefined): ResolvedAdminOptions 
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
     throw new InvalidOptionError(`admin.port must be an integer from 0 to 65535 (got ${JSON.stringify(port)})`);
   }
-  const host = a.host ?? DEFAULTS.adminHost;
+  const host = a.host ?? ADMIN_DEFAULTS.host;
   if (typeof host !== 'string' || host.length === 0) throw new InvalidOptionError(`admin.host must be a non-empty string (got ${JSON.stringify(host)})`);
-  const allowPublic = a.allowPublic ?? false;
-  const metrics = a.metrics ?? true;
+  const allowPublic = a.allowPublic ?? ADMIN_DEFAULTS.allowPublic;
+  const metrics = a.metrics ?? ADMIN_DEFAULTS.metrics;
   if (typeof allowPublic !== 'boolean') throw new InvalidOptionError(`admin.allowPublic must be a boolean (got ${JSON.stringify(allowPublic)})`);
   if (typeof metrics !== 'boolean') throw new InvalidOptionError(`admin.metrics must be a boolean (got ${JSON.stringify(metrics)})`);
   if (!allowPublic && !isLoopback(host)) {
@@ -234,13 +151,42 @@ export function suggest(name: string, candidates: Iterable<string>): string {
   return bestD <= Math.max(2, name.length / 3) ? ` (did you mean '${best}'?)` : '';
 }
 
-function int(o: ServerOptions, key: keyof typeof DEFAULTS & keyof ServerOptions, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const v = (o[key] ?? DEFAULTS[key]) as number;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
-    throw new InvalidOptionError(`${key} must be an integer ${range} (got ${JSON.stringify(v)})`);
+/** Check one plain option against its table entry; `name` is how errors call it (the key, or --flag). */
+export function checkValue(name: string, d: OptionDef, v: unknown): unknown {
+  switch (d.kind) {
+    case 'int':
+    case 'size':
+    case 'duration': {
+      const max = d.max ?? Number.MAX_SAFE_INTEGER;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < d.min || v > max) {
+        const range = max === Number.MAX_SAFE_INTEGER ? `>= ${d.min}` : `from ${d.min} to ${max}`;
+        throw new InvalidOptionError(`${name} must be an integer ${range} (got ${JSON.stringify(v)})`);
+      }
+      return v;
+    }
+    case 'choice':
+      if (!d.choices.includes(v as string)) {
+        const list = d.choices.map((c) => `'${c}'`);
+        throw new InvalidOptionError(`${name} must be ${list.slice(0, -1).join(', ')} or ${list.at(-1)} (got ${JSON.stringify(v)})`);
+      }
+      return v;
+    case 'bool':
+      if (typeof v !== 'boolean') throw new InvalidOptionError(`${name} must be a boolean (got ${JSON.stringify(v)})`);
+      return v;
+    case 'bytes':
+      if (v !== null && !(v instanceof Uint8Array)) throw new InvalidOptionError(`${name} must be a Uint8Array or null`);
+      return v;
+    case 'text':
+      if (typeof v !== 'string' || v.length === 0) throw new InvalidOptionError(`${name} must be a non-empty string (got ${JSON.stringify(v)})`);
+      return v;
+    case 'custom':
+      return v;
   }
-  return v;
+}
+
+/** The options the worker pool takes (entries marked `pool: true`). */
+export function poolOptions(o: ResolvedOptions): Pick<ResolvedOptions, PoolKey> {
+  return Object.fromEntries(POOL_KEYS.map((k) => [k, o[k]])) as Pick<ResolvedOptions, PoolKey>;
 }
 
 export function resolveHandlerUrl(handler: string | URL): string {
@@ -258,68 +204,17 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   for (const key of Object.keys(o)) {
     if (!KNOWN_KEYS.has(key)) throw new InvalidOptionError(`unknown option '${key}'${suggest(key, KNOWN_KEYS)}`);
   }
-  const handlerUrl = resolveHandlerUrl(o.handler);
-  const workers = o.workers ?? availableParallelism();
-  if (!Number.isInteger(workers) || workers < 0 || workers > 1024) {
-    throw new InvalidOptionError(`workers must be an integer from 0 to 1024 (got ${JSON.stringify(o.workers)})`);
-  }
-  const maxFrame = int(o, 'maxFrame', 1, 2 ** 31 - 1);
-  const rawFraming = o.framing ?? DEFAULTS.framing;
-  let framing: Framing;
-  let framingSpec: BuiltinFramingOptions | null;
-  if (isFraming(rawFraming)) {
-    framing = rawFraming;
-    framingSpec = null;
-  } else {
-    framingSpec = { ...(rawFraming as BuiltinFramingOptions) };
-    framing = createFraming(framingSpec, maxFrame);
-  }
-  const codec = o.codec ?? DEFAULTS.codec;
-  if (codec !== 'raw' && codec !== 'utf8' && codec !== 'json') {
-    throw new InvalidOptionError(`codec must be 'raw', 'utf8' or 'json' (got ${JSON.stringify(codec)})`);
-  }
-  let routing: { idBytes: 2 | 4 } | null = null;
-  if (o.routing) {
-    const idBytes = o.routing.idBytes ?? 4;
-    if (idBytes !== 2 && idBytes !== 4) throw new InvalidOptionError(`routing.idBytes must be 2 or 4 (got ${idBytes})`);
-    routing = { idBytes };
-  }
-  const onHandlerError = o.onHandlerError ?? DEFAULTS.onHandlerError;
-  if (onHandlerError !== 'close' && onHandlerError !== 'error-frame' && onHandlerError !== 'drop') {
-    throw new InvalidOptionError(`onHandlerError must be 'close', 'error-frame' or 'drop' (got ${JSON.stringify(onHandlerError)})`);
-  }
-  if (o.goAway != null && !(o.goAway instanceof Uint8Array)) throw new InvalidOptionError('goAway must be a Uint8Array or null');
-  const atomics = o.atomics ?? DEFAULTS.atomics;
-  if (atomics !== 'sync' && atomics !== 'async' && atomics !== 'disabled') {
-    throw new InvalidOptionError(`atomics must be 'sync', 'async' or 'disabled' (got ${JSON.stringify(atomics)})`);
-  }
+  const given = o as Record<string, unknown>;
+  const plain = {} as Record<string, unknown>;
+  for (const key of PLAIN_SERVER_KEYS) plain[key] = checkValue(key, OPTIONS[key], given[key] ?? OPTIONS[key].default);
+  const p = plain as PlainValues;
+  const { framing, framingSpec } = resolveFraming(o.framing, p.maxFrame);
   const resolved: ResolvedOptions = {
-    handlerUrl,
-    workers,
+    ...p,
+    handlerUrl: resolveHandlerUrl(o.handler),
     framing,
     framingSpec,
-    codec,
-    routing,
-    onHandlerError,
-    goAway: o.goAway ?? null,
-    maxFrame,
-    maxInFlightPerConnection: int(o, 'maxInFlightPerConnection', 1),
-    sendHighWater: int(o, 'sendHighWater', 1),
-    sendLowWater: int(o, 'sendLowWater', 0),
-    maxPendingFrames: int(o, 'maxPendingFrames', 1),
-    maxPendingBytes: int(o, 'maxPendingBytes', 1),
-    batchMaxFrames: int(o, 'batchMaxFrames', 1, 1 << 20),
-    batchMaxBytes: int(o, 'batchMaxBytes', 1, 2 ** 31 - 1),
-    tasksPerWorker: int(o, 'tasksPerWorker', 1, 64),
-    drainTimeout: int(o, 'drainTimeout', 0),
-    sendTimeout: int(o, 'sendTimeout', 0),
-    idleTimeout: int(o, 'idleTimeout', 0),
-    handlerTimeout: int(o, 'handlerTimeout', 0),
-    maxConnections: int(o, 'maxConnections', 1),
-    maxConnectionsPerIp: int(o, 'maxConnectionsPerIp', 0),
-    startupTimeout: int(o, 'startupTimeout', 1),
-    backlog: int(o, 'backlog', 1, 65535),
-    atomics,
+    routing: resolveRouting(o.routing),
     admin: resolveAdmin(o.admin),
     logger: o.logger ?? silentLogger,
   };
@@ -329,4 +224,18 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     );
   }
   return resolved;
+}
+
+function resolveFraming(raw: BuiltinFramingOptions | Framing | undefined, maxFrame: number): { framing: Framing; framingSpec: BuiltinFramingOptions | null } {
+  const rawFraming = raw ?? DEFAULTS.framing;
+  if (isFraming(rawFraming)) return { framing: rawFraming, framingSpec: null };
+  const framingSpec = { ...(rawFraming as BuiltinFramingOptions) };
+  return { framing: createFraming(framingSpec, maxFrame), framingSpec };
+}
+
+function resolveRouting(r: RoutingOptions | false | undefined): { idBytes: 2 | 4 } | null {
+  if (!r) return null;
+  const idBytes = r.idBytes ?? 4;
+  if (idBytes !== 2 && idBytes !== 4) throw new InvalidOptionError(`routing.idBytes must be 2 or 4 (got ${idBytes})`);
+  return { idBytes };
 }

@@ -10,7 +10,8 @@ import { PoolDispatcher } from './dispatch/pool.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats } from './dispatch/types.js';
 import { ShoalError } from './errors.js';
 import type { SerializedError } from './errors.js';
-import { resolveOptions } from './options.js';
+import { DEFAULTS } from './option-table.js';
+import { poolOptions, resolveOptions } from './options.js';
 import { waitAtMost } from './wait.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 
@@ -131,18 +132,7 @@ export class ShoalServer extends EventEmitter {
       o.workers === 0
         ? new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout)
         : new PoolDispatcher(
-            {
-              workers: o.workers,
-              tasksPerWorker: o.tasksPerWorker,
-              batchMaxFrames: o.batchMaxFrames,
-              batchMaxBytes: o.batchMaxBytes,
-              maxPendingFrames: o.maxPendingFrames,
-              maxPendingBytes: o.maxPendingBytes,
-              startupTimeout: o.startupTimeout,
-              atomics: o.atomics,
-              onHandlerError: o.onHandlerError,
-              handlerTimeout: o.handlerTimeout,
-            },
+            poolOptions(o),
             { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, metrics: shared },
             o.framing,
             events,
@@ -206,7 +196,7 @@ export class ShoalServer extends EventEmitter {
     }
     const net = createNetServer({ allowHalfOpen: true, noDelay: true }, this.#onConnection);
     this.#net = net;
-    net.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1', backlog: o.backlog });
+    net.listen({ port: opts.port ?? DEFAULTS.port, host: opts.host ?? DEFAULTS.host, backlog: o.backlog });
     try {
       await once(net, 'listening');
     } catch (err) {

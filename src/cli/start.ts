@@ -1,66 +1,25 @@
-import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { InvalidOptionError } from '../errors.js';
 import type { BuiltinFramingOptions } from '../framing/types.js';
-import { DEFAULTS, suggest } from '../options.js';
+import { GROUPS, OPTIONS, OPTION_KEYS, flagOf, helpDefault } from '../option-table.js';
+import type { CustomKey, Group, OptionDef, OptionKey, SubFlag } from '../option-table.js';
+import { checkValue, suggest } from '../options.js';
 import type { ServerOptions } from '../options.js';
 import { createServer } from '../server.js';
 import { handleSignals } from '../shutdown.js';
 import { parseChoice, parseDuration, parseEscapes, parseInteger, parseSize } from './args.js';
 
-export const START_HELP = `Usage: shoal start --handler <module> [options]
+// Flags, --help and the mapping to createServer() options all come from the option
+// table (src/option-table.ts); this file only adds what is particular to the command line.
+
+const HELP_HEAD = `Usage: shoal start --handler <module> [options]
 
 Start a shoal server: the main thread accepts and frames, a pool of worker
 threads runs the handler, replies go back in order.
+`;
 
-Server
-  --handler <path>            handler module (ESM or CommonJS) (required)
-  --host <addr>               address to bind (default ${DEFAULTS.host})
-  --port <n>                  port to bind (default ${DEFAULTS.port}; 0 = any free port)
-  --workers <n>               worker threads; 0 = run handlers on the main thread
-                              (default: available parallelism, ${availableParallelism()} here)
-  --codec <raw|utf8|json>     what handlers see and return (default ${DEFAULTS.codec})
-  --routing <2|4>             route by a 2- or 4-byte message id to the module's routes
-  --on-handler-error <p>      close | error-frame | drop (default ${DEFAULTS.onHandlerError})
-
-Framing (default: length, a 4-byte big-endian length then the body)
-  --framing <type>            length | line | delimiter | fixed | raw
-  --max-frame <size>          largest frame, header included (default 1MiB)
-  --length-field-offset <n>   length: bytes before the length field (default 0)
-  --length-field-length <n>   length: 1, 2, 3, 4 or 8 (default 4)
-  --byte-order <be|le>        length: byte order of the field (default be)
-  --length-adjustment <n>     length: added to the field to get the bytes after it (default 0)
-  --strip <n>                 length: bytes stripped from the front (default: the header)
-  --delimiter <text>          delimiter: the bytes ending a frame (escapes: \\n \\r \\0 \\xNN)
-  --frame-length <n>          fixed: the size of every frame
-  --eol <lf|crlf>             line: what replies end with (default lf)
-
-Budgets (sizes like 64KiB, durations like 500ms, 10s, 5m)
-  --max-connections <n>       open connections (default ${DEFAULTS.maxConnections})
-  --backlog <n>               kernel accept queue, clamped by somaxconn (default ${DEFAULTS.backlog})
-  --max-connections-per-ip <n> per remote address, 0 = off (default 0)
-  --max-in-flight <n>         frames in flight per connection (default ${DEFAULTS.maxInFlightPerConnection})
-  --send-high-water <size>    queued bytes that pause reading a connection (default 1MiB)
-  --send-low-water <size>     queued bytes that resume it (default 256KiB)
-  --send-timeout <dur>        cut a peer above the high water mark this long, 0 = off (default 30s)
-  --idle-timeout <dur>        close a silent connection, 0 = off (default 5m under the CLI)
-  --handler-timeout <dur>     kill a handler running this long, 0 = off (default 0)
-  --max-pending <n>           frames waiting for the pool before all reading pauses (default ${DEFAULTS.maxPendingFrames})
-  --batch-max-frames <n>      frames per pool task (default ${DEFAULTS.batchMaxFrames})
-  --drain-timeout <dur>       graceful shutdown deadline (default 10s)
-  --go-away <text>            bytes sent to every connection when shutdown begins
-                              (escapes as --delimiter); then serve until the peer closes
-
-Admin HTTP server (off unless --admin-port is given)
-  --admin-port <n>            serve /metrics, /healthz, /readyz, /debug/{stats,profile,heap}
-  --admin-host <addr>         address to bind (default ${DEFAULTS.adminHost}; loopback only unless
-                              --admin-allow-public: it serves heap snapshots and profiles)
-  --admin-allow-public        allow a non-loopback --admin-host (e.g. 0.0.0.0 in a container)
-
-Logging
-  --log-level <level>         fatal | error | warn | info | debug | silent (default info)
-
+const HELP_TAIL = `
   -h, --help                  this help
 
 Signals: SIGINT, SIGTERM or SIGQUIT drain and exit 0; a second signal exits 1 at once.
@@ -71,48 +30,62 @@ Examples
   shoal start --handler ./api.js --codec json --routing 4 --workers 4
 `;
 
-const FLAGS = {
-  handler: { type: 'string' },
-  host: { type: 'string' },
-  port: { type: 'string' },
-  workers: { type: 'string' },
-  codec: { type: 'string' },
-  routing: { type: 'string' },
-  'on-handler-error': { type: 'string' },
-  framing: { type: 'string' },
-  'max-frame': { type: 'string' },
-  'length-field-offset': { type: 'string' },
-  'length-field-length': { type: 'string' },
-  'byte-order': { type: 'string' },
-  'length-adjustment': { type: 'string' },
-  strip: { type: 'string' },
-  delimiter: { type: 'string' },
-  'frame-length': { type: 'string' },
-  eol: { type: 'string' },
-  'max-connections': { type: 'string' },
-  backlog: { type: 'string' },
-  'max-connections-per-ip': { type: 'string' },
-  'max-in-flight': { type: 'string' },
-  'send-high-water': { type: 'string' },
-  'send-low-water': { type: 'string' },
-  'send-timeout': { type: 'string' },
-  'idle-timeout': { type: 'string' },
-  'handler-timeout': { type: 'string' },
-  'max-pending': { type: 'string' },
-  'batch-max-frames': { type: 'string' },
-  'drain-timeout': { type: 'string' },
-  'go-away': { type: 'string' },
-  'admin-port': { type: 'string' },
-  'admin-host': { type: 'string' },
-  'admin-allow-public': { type: 'boolean' },
-  'log-level': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+const HELP_WIDTH = 100;
+const HELP_COLUMN = 30;
 
-/** The CLI's idle timeout: a standalone server should not keep dead peers forever. */
-const CLI_IDLE_TIMEOUT = 5 * 60_000;
+const ARG_BY_KIND: Record<string, string> = { int: '<n>', size: '<size>', duration: '<dur>', choice: '<value>', text: '<text>', bytes: '<text>' };
 
-type Values = { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
+/** Every flag of `shoal start`, as --help lists it, in table order. */
+function helpEntries(): { group: Group; flag: string; arg: string; help: string; dflt: string | null }[] {
+  const out: { group: Group; flag: string; arg: string; help: string; dflt: string | null }[] = [];
+  for (const key of OPTION_KEYS) {
+    const d = OPTIONS[key] as OptionDef;
+    if (d.kind === 'custom') {
+      for (const f of (d.subFlags ?? []) as readonly SubFlag[]) out.push({ group: d.group, flag: f.flag, arg: f.arg ?? '', help: f.help, dflt: f.defaultText ?? null });
+    } else {
+      out.push({ group: d.group, flag: flagOf(key), arg: d.kind === 'bool' ? '' : (d.arg ?? ARG_BY_KIND[d.kind]!), help: d.help, dflt: helpDefault(key) });
+    }
+  }
+  return out;
+}
+
+/** "  --flag <arg>   help (default X)", wrapped; "(default X)" is never split. */
+function helpLine(flag: string, arg: string, help: string, dflt: string | null): string {
+  const left = `  --${flag}${arg ? ` ${arg}` : ''}`;
+  const words = help.split(' ');
+  if (dflt !== null) words.push(`(default ${dflt})`);
+  const lines: string[] = [];
+  let line = left.length < HELP_COLUMN ? left.padEnd(HELP_COLUMN) : `${left} `;
+  let fresh = true;
+  for (const w of words) {
+    if (!fresh && line.length + 1 + w.length > HELP_WIDTH) {
+      lines.push(line);
+      line = ' '.repeat(HELP_COLUMN);
+      fresh = true;
+    }
+    line += fresh ? w : ` ${w}`;
+    fresh = false;
+  }
+  lines.push(line);
+  return lines.join('\n');
+}
+
+function buildHelp(): string {
+  const entries = helpEntries();
+  const sections = (Object.keys(GROUPS) as Group[]).map((g) => {
+    const lines = entries.filter((e) => e.group === g).map((e) => helpLine(e.flag, e.arg, e.help, e.dflt));
+    return `${GROUPS[g]}\n${lines.join('\n')}\n`;
+  });
+  return `${HELP_HEAD}\n${sections.join('\n')}${HELP_TAIL}`;
+}
+
+export const START_HELP = buildHelp();
+
+type FlagSpec = { type: 'string' | 'boolean'; short?: string };
+const FLAGS: Record<string, FlagSpec> = { help: { type: 'boolean', short: 'h' } };
+for (const e of helpEntries()) FLAGS[e.flag] = { type: e.arg === '' ? 'boolean' : 'string' };
+
+type Values = Record<string, string | boolean | undefined>;
 
 /** Parse argv with node:util parseArgs; unknown flags get a did-you-mean hint. */
 export function parseFlags<T extends Record<string, { type: 'string' | 'boolean'; short?: string }>>(argv: string[], flags: T): {
@@ -129,72 +102,111 @@ export function parseFlags<T extends Record<string, { type: 'string' | 'boolean'
   }
 }
 
-/** Map flags to ServerOptions; the CLI only maps, options.ts validates. */
-export function startOptionsFromFlags(v: Values): { options: ServerOptions; host: string; port: number; logLevel: string } {
-  if (!v.handler) throw new InvalidOptionError('--handler is required (e.g. --handler examples/echo/handler.js)');
-  const maxFrame = v['max-frame'] !== undefined ? parseSize('max-frame', v['max-frame']) : DEFAULTS.maxFrame;
-  const type = parseChoice('framing', v.framing ?? 'length', ['length', 'line', 'delimiter', 'fixed', 'raw'] as const);
-  let framing: BuiltinFramingOptions;
+/** A plain option's flag value, parsed and checked against its table entry. */
+function parseFlagValue(key: OptionKey, raw: string | boolean): unknown {
+  const d = OPTIONS[key] as OptionDef;
+  const flag = flagOf(key);
+  const text = String(raw);
+  switch (d.kind) {
+    case 'int':
+      return parseInteger(flag, text, d.min, d.max);
+    case 'size':
+      return checkValue(`--${flag}`, d, parseSize(flag, text));
+    case 'duration':
+      return checkValue(`--${flag}`, d, parseDuration(flag, text));
+    case 'choice':
+      return parseChoice(flag, text, d.choices);
+    case 'bool':
+      return raw === true;
+    case 'bytes':
+      return parseEscapes(text);
+    case 'text':
+      return checkValue(`--${flag}`, d, text);
+    case 'custom':
+      throw new Error(`${key} is a custom option: map it in CUSTOM_FROM_FLAGS`);
+  }
+}
+
+/** The CLI value of a plain option: its flag, else the CLI's own default, else (undefined) the library's. */
+function cliValue(key: OptionKey, v: Values): unknown {
+  const raw = v[flagOf(key)];
+  if (raw !== undefined) return parseFlagValue(key, raw);
+  const d = OPTIONS[key] as OptionDef;
+  return 'cliDefault' in d ? d.cliDefault : undefined;
+}
+
+/** Flags that apply to one framing type only. */
+const FRAMING_FLAGS: Record<string, BuiltinFramingOptions['type']> = {
+  'length-field-offset': 'length', 'length-field-length': 'length', 'byte-order': 'length', 'length-adjustment': 'length',
+  strip: 'length', delimiter: 'delimiter', 'frame-length': 'fixed', eol: 'line',
+};
+
+function framingFromFlags(v: Values): BuiltinFramingOptions {
+  const s = (flag: string): string | undefined => v[flag] as string | undefined;
+  const type = parseChoice('framing', s('framing') ?? 'length', ['length', 'line', 'delimiter', 'fixed', 'raw'] as const);
+  for (const [flag, only] of Object.entries(FRAMING_FLAGS)) {
+    if (s(flag) !== undefined && only !== type) throw new InvalidOptionError(`--${flag} applies to --framing ${only} only (got --framing ${type})`);
+  }
   switch (type) {
     case 'length': {
-      const lengthFieldLength = parseInteger('length-field-length', v['length-field-length'] ?? '4', 1, 8) as 1 | 2 | 3 | 4 | 8;
-      framing = {
-        type,
-        lengthFieldOffset: parseInteger('length-field-offset', v['length-field-offset'] ?? '0', 0),
-        lengthFieldLength,
-        byteOrder: parseChoice('byte-order', v['byte-order'] ?? 'be', ['be', 'le'] as const),
-        lengthAdjustment: parseInteger('length-adjustment', v['length-adjustment'] ?? '0', -(2 ** 31), 2 ** 31),
-      };
-      if (v.strip !== undefined) framing.initialBytesToStrip = parseInteger('strip', v.strip, 0);
-      break;
+      // Only what is given: the framing module owns its defaults.
+      const f: BuiltinFramingOptions & { type: 'length' } = { type };
+      if (s('length-field-offset') !== undefined) f.lengthFieldOffset = parseInteger('length-field-offset', s('length-field-offset')!, 0);
+      if (s('length-field-length') !== undefined) f.lengthFieldLength = parseInteger('length-field-length', s('length-field-length')!, 1, 8) as 1 | 2 | 3 | 4 | 8;
+      if (s('byte-order') !== undefined) f.byteOrder = parseChoice('byte-order', s('byte-order')!, ['be', 'le'] as const);
+      if (s('length-adjustment') !== undefined) f.lengthAdjustment = parseInteger('length-adjustment', s('length-adjustment')!, -(2 ** 31), 2 ** 31);
+      if (s('strip') !== undefined) f.initialBytesToStrip = parseInteger('strip', s('strip')!, 0);
+      return f;
     }
     case 'line':
-      framing = { type, eol: parseChoice('eol', v.eol ?? 'lf', ['lf', 'crlf'] as const) === 'crlf' ? '\r\n' : '\n' };
-      break;
+      return { type, eol: parseChoice('eol', s('eol') ?? 'lf', ['lf', 'crlf'] as const) === 'crlf' ? '\r\n' : '\n' };
     case 'delimiter':
-      if (!v.delimiter) throw new InvalidOptionError('--framing delimiter needs --delimiter <text>');
-      framing = { type, delimiter: parseEscapes(v.delimiter) };
-      break;
+      if (!s('delimiter')) throw new InvalidOptionError('--framing delimiter needs --delimiter <text>');
+      return { type, delimiter: parseEscapes(s('delimiter')!) };
     case 'fixed':
-      if (!v['frame-length']) throw new InvalidOptionError('--framing fixed needs --frame-length <n>');
-      framing = { type, frameLength: parseInteger('frame-length', v['frame-length'], 1) };
-      break;
+      if (!s('frame-length')) throw new InvalidOptionError('--framing fixed needs --frame-length <n>');
+      return { type, frameLength: parseInteger('frame-length', s('frame-length')!, 1) };
     case 'raw':
-      framing = { type };
-      break;
+      return { type };
   }
-  const options: ServerOptions = {
-    handler: v.handler,
-    workers: v.workers !== undefined ? parseInteger('workers', v.workers, 0, 1024) : availableParallelism(),
-    framing,
-    maxFrame,
-    codec: parseChoice('codec', v.codec ?? DEFAULTS.codec, ['raw', 'utf8', 'json'] as const),
-    onHandlerError: parseChoice('on-handler-error', v['on-handler-error'] ?? DEFAULTS.onHandlerError, ['close', 'error-frame', 'drop'] as const),
-    idleTimeout: v['idle-timeout'] !== undefined ? parseDuration('idle-timeout', v['idle-timeout']) : CLI_IDLE_TIMEOUT,
-  };
-  if (v.routing !== undefined) options.routing = { idBytes: parseChoice('routing', v.routing, ['2', '4'] as const) === '2' ? 2 : 4 };
-  if (v['max-connections'] !== undefined) options.maxConnections = parseInteger('max-connections', v['max-connections'], 1);
-  if (v.backlog !== undefined) options.backlog = parseInteger('backlog', v.backlog, 1, 65535);
-  if (v['max-connections-per-ip'] !== undefined) options.maxConnectionsPerIp = parseInteger('max-connections-per-ip', v['max-connections-per-ip'], 0);
-  if (v['max-in-flight'] !== undefined) options.maxInFlightPerConnection = parseInteger('max-in-flight', v['max-in-flight'], 1);
-  if (v['send-high-water'] !== undefined) options.sendHighWater = parseSize('send-high-water', v['send-high-water']);
-  if (v['send-low-water'] !== undefined) options.sendLowWater = parseSize('send-low-water', v['send-low-water']);
-  if (v['send-timeout'] !== undefined) options.sendTimeout = parseDuration('send-timeout', v['send-timeout']);
-  if (v['handler-timeout'] !== undefined) options.handlerTimeout = parseDuration('handler-timeout', v['handler-timeout']);
-  if (v['max-pending'] !== undefined) options.maxPendingFrames = parseInteger('max-pending', v['max-pending'], 1);
-  if (v['batch-max-frames'] !== undefined) options.batchMaxFrames = parseInteger('batch-max-frames', v['batch-max-frames'], 1);
-  if (v['drain-timeout'] !== undefined) options.drainTimeout = parseDuration('drain-timeout', v['drain-timeout']);
-  if (v['go-away'] !== undefined) options.goAway = parseEscapes(v['go-away']);
-  if (v['admin-port'] !== undefined) {
-    options.admin = { port: parseInteger('admin-port', v['admin-port'], 0, 65535) };
-    if (v['admin-host'] !== undefined) options.admin.host = v['admin-host'];
-    if (v['admin-allow-public']) options.admin.allowPublic = true;
-  } else if (v['admin-host'] !== undefined || v['admin-allow-public']) {
-    throw new InvalidOptionError('--admin-host and --admin-allow-public need --admin-port <n>');
+}
+
+/** One mapping per custom (object) option of the table; the compiler checks none is missing. */
+const CUSTOM_FROM_FLAGS: { [K in CustomKey]: (v: Values) => ServerOptions[K] | undefined } = {
+  handler: (v) => {
+    if (!v.handler) throw new InvalidOptionError('--handler is required (e.g. --handler examples/echo/handler.js)');
+    return v.handler as string;
+  },
+  framing: framingFromFlags,
+  routing: (v) =>
+    v.routing === undefined ? undefined : { idBytes: parseChoice('routing', v.routing as string, ['2', '4'] as const) === '2' ? 2 : 4 },
+  admin: (v) => {
+    if (v['admin-port'] === undefined) {
+      if (v['admin-host'] !== undefined || v['admin-allow-public'] || v['admin-metrics'] !== undefined) {
+        throw new InvalidOptionError('--admin-host, --admin-allow-public and --admin-metrics need --admin-port <n>');
+      }
+      return undefined;
+    }
+    const admin: NonNullable<ServerOptions['admin']> = { port: parseInteger('admin-port', v['admin-port'] as string, 0, 65535) };
+    if (v['admin-host'] !== undefined) admin.host = v['admin-host'] as string;
+    if (v['admin-allow-public']) admin.allowPublic = true;
+    if (v['admin-metrics'] !== undefined) admin.metrics = parseChoice('admin-metrics', v['admin-metrics'] as string, ['on', 'off'] as const) === 'on';
+    return admin;
+  },
+  logger: () => undefined, // made in startMain from --log-level
+};
+
+/** Map flags to ServerOptions (plus listen() and CLI-only values); options.ts validates. */
+export function startOptionsFromFlags(v: Values): { options: ServerOptions; host: string; port: number; logLevel: string } {
+  const options = {} as Record<string, unknown>;
+  for (const key of OPTION_KEYS) {
+    const d = OPTIONS[key] as OptionDef;
+    if ((d.scope ?? 'server') !== 'server') continue;
+    const value = d.kind === 'custom' ? CUSTOM_FROM_FLAGS[key as CustomKey](v) : cliValue(key, v);
+    if (value !== undefined) options[key] = value;
   }
-  const port = parseInteger('port', v.port ?? String(DEFAULTS.port), 0, 65535);
-  const logLevel = parseChoice('log-level', v['log-level'] ?? 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const);
-  return { options, host: v.host ?? DEFAULTS.host, port, logLevel };
+  const orDefault = (key: 'host' | 'port' | 'logLevel'): unknown => cliValue(key, v) ?? OPTIONS[key].default;
+  return { options: options as ServerOptions, host: orDefault('host') as string, port: orDefault('port') as number, logLevel: orDefault('logLevel') as string };
 }
 
 export async function startMain(argv: string[]): Promise<number> {

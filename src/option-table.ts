@@ -1,0 +1,281 @@
+import { availableParallelism } from 'node:os';
+import { resolveLengthOptions } from './framing/length.js';
+
+/**
+ * Every option of shoal, once: createServer(), listen() and `shoal start`.
+ *
+ * From this table come DEFAULTS, the validation in resolveOptions() (src/options.ts),
+ * the types ServerOptions / ResolvedOptions, the flags of `shoal start`, its `--help`
+ * text with the real defaults (src/cli/start.ts), and the options handed to the pool
+ * (`pool: true`). test/option-table.test.ts checks that every entry has a flag and that
+ * `--help` prints the default the code really uses.
+ *
+ * Adding an option is one entry here, then the code that reads it:
+ *
+ *     // ms a connection may live before it is drained; 0 = off
+ *     maxConnectionAge: { kind: 'duration', default: 0, min: 0, group: 'budgets',
+ *                         help: 'drain a connection this old, 0 = off' },
+ *
+ * - `kind` says how the value is validated and how its flag is parsed: `int`, `size`
+ *   (flag takes 64KiB, 1MiB), `duration` (ms; flag takes 500ms, 10s, 5m), `choice`
+ *   (`choices`), `bool` (a flag without value), `bytes` (a Uint8Array or null; flag text
+ *   with \n \r \0 \xNN escapes), `text`. `min`/`max` bound the numbers.
+ * - `flag` defaults to the kebab-case key (`maxConnectionAge` -> `--max-connection-age`);
+ *   `arg` is what --help shows after it (default by kind).
+ * - `cliDefault` when `shoal start` defaults differently from the library (say why);
+ *   `defaultText` when the default is not a plain value (printed in --help as is).
+ * - `scope`: 'server' (a createServer() option, the default), 'listen' (a listen()
+ *   option) or 'cli' (a flag only). `pool: true` also hands it to the worker pool.
+ * - Options that are objects (framing, admin, routing, handler, logger) are `custom`:
+ *   their flags are listed in `subFlags`; resolveOptions() and the CLI each have one
+ *   function per custom option (the compiler checks none is missing).
+ */
+
+/** The --help sections, in print order. */
+export const GROUPS = {
+  server: 'Server',
+  framing: 'Framing (default: length, a 4-byte big-endian length then the body)',
+  budgets: 'Budgets (sizes like 64KiB, durations like 500ms, 10s, 5m)',
+  shutdown: 'Shutdown and connection lifetime',
+  pool: 'Worker pool',
+  admin: 'Admin HTTP server (off unless --admin-port is given)',
+  logging: 'Logging',
+} as const;
+export type Group = keyof typeof GROUPS;
+
+interface Common {
+  group: Group;
+  /** One line for --help (README says more). */
+  help: string;
+  flag?: string;
+  arg?: string;
+  defaultText?: string;
+  scope?: 'server' | 'listen' | 'cli';
+  pool?: true;
+}
+export interface NumberDef extends Common {
+  kind: 'int' | 'size' | 'duration';
+  default: number;
+  cliDefault?: number;
+  min: number;
+  max?: number;
+}
+export interface ChoiceDef extends Common {
+  kind: 'choice';
+  choices: readonly string[];
+  default: string;
+}
+export interface BoolDef extends Common {
+  kind: 'bool';
+  default: boolean;
+}
+export interface BytesDef extends Common {
+  kind: 'bytes';
+  default: null;
+}
+export interface TextDef extends Common {
+  kind: 'text';
+  default: string;
+  cliDefault?: string;
+}
+/** A flag of a custom option (e.g. --length-field-offset of framing). */
+export interface SubFlag {
+  flag: string;
+  arg?: string;
+  boolean?: true;
+  help: string;
+  defaultText?: string;
+}
+export interface CustomDef extends Common {
+  kind: 'custom';
+  /** Absent: the option has no flag; then `noFlag` says why. */
+  subFlags?: readonly SubFlag[];
+  noFlag?: string;
+}
+export type OptionDef = NumberDef | ChoiceDef | BoolDef | BytesDef | TextDef | CustomDef;
+
+/** The length framing's own defaults (src/framing/length.ts owns them), for --help. */
+const LENGTH = resolveLengthOptions({ type: 'length' }, 1024);
+
+/** The admin server's defaults (admin.port has none: giving it turns the server on). */
+export const ADMIN_DEFAULTS = Object.freeze({ host: '127.0.0.1', allowPublic: false, metrics: true });
+
+const KiB = 1024;
+const MiB = 1024 * 1024;
+
+export const OPTIONS = {
+  // ---- server ----------------------------------------------------------------
+  handler: {
+    kind: 'custom', group: 'server', help: 'handler module (ESM or CommonJS) (required)',
+    subFlags: [{ flag: 'handler', arg: '<path>', help: 'handler module (ESM or CommonJS) (required)' }],
+  },
+  host: {
+    kind: 'text', scope: 'listen', group: 'server', arg: '<addr>', help: 'address to bind',
+    default: '127.0.0.1', // listen(): loopback unless told otherwise
+    cliDefault: '0.0.0.0', // a standalone server is there to be reached
+  },
+  port: {
+    kind: 'int', scope: 'listen', group: 'server', help: 'port to bind; 0 = any free port', min: 0, max: 65535,
+    default: 0, // listen(): any free port (tests, embedding)
+    cliDefault: 8000,
+  },
+  workers: {
+    kind: 'int', group: 'server', pool: true, help: 'worker threads; 0 = run handlers on the main thread', min: 0, max: 1024,
+    default: availableParallelism(),
+    defaultText: `available parallelism, ${availableParallelism()} here`,
+  },
+  codec: { kind: 'choice', group: 'server', arg: '<raw|utf8|json>', help: 'what handlers see and return', choices: ['raw', 'utf8', 'json'], default: 'raw' },
+  routing: {
+    kind: 'custom', group: 'server', help: 'route by a message id to the module routes',
+    subFlags: [{ flag: 'routing', arg: '<2|4>', help: "route by a 2- or 4-byte message id to the module's routes" }],
+  },
+  onHandlerError: {
+    kind: 'choice', group: 'server', pool: true, arg: '<p>', help: 'close | error-frame | drop',
+    choices: ['close', 'error-frame', 'drop'], default: 'close',
+  },
+
+  // ---- framing ---------------------------------------------------------------
+  framing: {
+    kind: 'custom', group: 'framing', help: 'how bytes are cut into frames',
+    subFlags: [
+      { flag: 'framing', arg: '<type>', help: 'length | line | delimiter | fixed | raw', defaultText: 'length' },
+      { flag: 'length-field-offset', arg: '<n>', help: 'length: bytes before the length field', defaultText: String(LENGTH.lengthFieldOffset) },
+      { flag: 'length-field-length', arg: '<n>', help: 'length: 1, 2, 3, 4 or 8', defaultText: String(LENGTH.lengthFieldLength) },
+      { flag: 'byte-order', arg: '<be|le>', help: 'length: byte order of the field', defaultText: LENGTH.byteOrder },
+      { flag: 'length-adjustment', arg: '<n>', help: 'length: added to the field to get the bytes after it', defaultText: String(LENGTH.lengthAdjustment) },
+      { flag: 'strip', arg: '<n>', help: 'length: bytes stripped from the front', defaultText: 'the header' },
+      { flag: 'delimiter', arg: '<text>', help: 'delimiter: the bytes ending a frame (escapes: \\n \\r \\0 \\xNN)' },
+      { flag: 'frame-length', arg: '<n>', help: 'fixed: the size of every frame' },
+      { flag: 'eol', arg: '<lf|crlf>', help: 'line: what replies end with', defaultText: 'lf' },
+    ],
+  },
+  maxFrame: { kind: 'size', group: 'framing', help: 'largest frame, header included', default: 1 * MiB, min: 1, max: 2 ** 31 - 1 },
+
+  // ---- budgets ---------------------------------------------------------------
+  maxConnections: { kind: 'int', group: 'budgets', help: 'open connections; more are accepted and closed at once', default: 10_000, min: 1 },
+  maxConnectionsPerIp: { kind: 'int', group: 'budgets', help: 'open connections per remote address, 0 = off', default: 0, min: 0 },
+  // Node's 511 overflowed on connection bursts; the kernel clamps it by net.core.somaxconn.
+  backlog: { kind: 'int', group: 'budgets', help: 'kernel accept queue, clamped by somaxconn', default: 4096, min: 1, max: 65535 },
+  // x maxFrame bounds one connection's memory.
+  maxInFlightPerConnection: { kind: 'int', group: 'budgets', flag: 'max-in-flight', help: 'frames read and not yet answered, per connection', default: 256, min: 1 },
+  sendHighWater: { kind: 'size', group: 'budgets', help: 'queued reply bytes that pause reading a connection', default: 1 * MiB, min: 1 },
+  sendLowWater: { kind: 'size', group: 'budgets', help: 'queued reply bytes that resume it', default: 256 * KiB, min: 0 },
+  sendTimeout: { kind: 'duration', group: 'budgets', help: 'cut a peer above the high water mark this long, 0 = off', default: 30_000, min: 0 },
+  idleTimeout: {
+    kind: 'duration', group: 'budgets', help: 'close a silent connection with nothing in flight, 0 = off',
+    default: 0, // as net.Server
+    cliDefault: 5 * 60_000, // a standalone server should not keep dead peers forever
+    min: 0,
+  },
+  handlerTimeout: { kind: 'duration', group: 'budgets', pool: true, help: 'replace a worker whose handler runs this long, 0 = off', default: 0, min: 0 },
+  maxPendingFrames: { kind: 'int', group: 'budgets', pool: true, flag: 'max-pending', help: 'frames waiting for the pool before all reading pauses', default: 65_536, min: 1 },
+  maxPendingBytes: { kind: 'size', group: 'budgets', pool: true, help: 'bytes of frames waiting for the pool before all reading pauses', default: 64 * MiB, min: 1 },
+
+  // ---- shutdown and connection lifetime ----------------------------------------
+  drainTimeout: { kind: 'duration', group: 'shutdown', help: 'graceful shutdown deadline', default: 10_000, min: 0 },
+  goAway: {
+    kind: 'bytes', group: 'shutdown', arg: '<text>', default: null, defaultText: 'none',
+    help: 'bytes sent to every connection when shutdown begins (escapes as --delimiter); then serve until the peer closes',
+  },
+
+  // ---- worker pool -------------------------------------------------------------
+  batchMaxFrames: { kind: 'int', group: 'pool', pool: true, help: 'frames in one pool task', default: 512, min: 1, max: 1 << 20 },
+  batchMaxBytes: { kind: 'size', group: 'pool', pool: true, help: 'bytes of frames in one pool task', default: 1 * MiB, min: 1, max: 2 ** 31 - 1 },
+  tasksPerWorker: { kind: 'int', group: 'pool', pool: true, help: 'batches in flight per worker (one running, one ready)', default: 2, min: 1, max: 64 },
+  startupTimeout: { kind: 'duration', group: 'pool', pool: true, help: 'every worker must load the handler and run setup() within this', default: 30_000, min: 1 },
+  atomics: {
+    kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['sync', 'async', 'disabled'], default: 'sync',
+    help: "Piscina's wait mode: sync | async | disabled (async handlers want async)",
+  },
+
+  // ---- admin -------------------------------------------------------------------
+  admin: {
+    kind: 'custom', group: 'admin', help: 'the admin HTTP server',
+    subFlags: [
+      { flag: 'admin-port', arg: '<n>', help: 'serve /metrics, /healthz, /readyz, /debug/{stats,profile,heap}' },
+      { flag: 'admin-host', arg: '<addr>', help: 'address to bind; loopback only unless --admin-allow-public (it serves heap snapshots and profiles)', defaultText: ADMIN_DEFAULTS.host },
+      { flag: 'admin-allow-public', boolean: true, help: 'allow a non-loopback --admin-host (e.g. 0.0.0.0 in a container)' },
+      { flag: 'admin-metrics', arg: '<on|off>', help: 'measure handler durations and pool waits in the workers for /metrics', defaultText: ADMIN_DEFAULTS.metrics ? 'on' : 'off' },
+    ],
+  },
+
+  // ---- logging -----------------------------------------------------------------
+  logger: { kind: 'custom', group: 'logging', help: 'a pino-compatible logger', noFlag: 'an object: the CLI makes a pino logger at --log-level' },
+  logLevel: {
+    kind: 'choice', scope: 'cli', group: 'logging', arg: '<level>', help: 'fatal | error | warn | info | debug | trace | silent',
+    choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info',
+  },
+} as const satisfies Record<string, OptionDef>;
+
+export type OptionTable = typeof OPTIONS;
+export type OptionKey = keyof OptionTable;
+type Def<K extends OptionKey> = OptionTable[K];
+
+/** The value type of a plain (non-custom) entry. */
+export type ValueOf<D> = D extends { kind: 'int' | 'size' | 'duration' }
+  ? number
+  : D extends { kind: 'choice'; choices: readonly (infer C)[] }
+    ? C
+    : D extends { kind: 'bool' }
+      ? boolean
+      : D extends { kind: 'bytes' }
+        ? Uint8Array | null
+        : D extends { kind: 'text' }
+          ? string
+          : never;
+
+type ScopeOf<D> = D extends { scope: infer S } ? S : 'server';
+/** Plain entries of createServer(): validated and defaulted by kind. */
+export type PlainServerKey = { [K in OptionKey]: Def<K> extends { kind: 'custom' } ? never : ScopeOf<Def<K>> extends 'server' ? K : never }[OptionKey];
+/** Custom entries (objects): each has its own resolver in options.ts. */
+export type CustomKey = { [K in OptionKey]: Def<K> extends { kind: 'custom' } ? K : never }[OptionKey];
+export type PoolKey = { [K in OptionKey]: Def<K> extends { pool: true } ? K : never }[OptionKey];
+export type PlainValues = { [K in PlainServerKey]: ValueOf<Def<K>> };
+
+export function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** The flag of a plain entry (without the dashes). */
+export function flagOf(key: OptionKey): string {
+  const d = OPTIONS[key] as OptionDef;
+  return d.flag ?? kebab(key);
+}
+
+export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
+
+/** Keys createServer() accepts. */
+export const SERVER_KEYS: readonly OptionKey[] = OPTION_KEYS.filter((k) => ((OPTIONS[k] as OptionDef).scope ?? 'server') === 'server');
+export const PLAIN_SERVER_KEYS = SERVER_KEYS.filter((k) => OPTIONS[k].kind !== 'custom') as PlainServerKey[];
+export const POOL_KEYS = OPTION_KEYS.filter((k) => (OPTIONS[k] as OptionDef).pool === true) as PoolKey[];
+
+type DefaultOf<K extends OptionKey> = Def<K> extends { default: infer V } ? (V extends number ? number : V) : never;
+type Defaults = { readonly [K in OptionKey as Def<K> extends { default: unknown } ? K : never]: DefaultOf<K> };
+
+/** Every plain default, derived from OPTIONS (library values; the CLI's differ where `cliDefault` says). */
+export const DEFAULTS: Defaults & { readonly framing: { readonly type: 'length'; readonly lengthFieldLength: 4; readonly byteOrder: 'be' } } =
+  Object.freeze({
+    ...(Object.fromEntries(OPTION_KEYS.filter((k) => 'default' in OPTIONS[k]).map((k) => [k, (OPTIONS[k] as { default: unknown }).default])) as Defaults),
+    framing: Object.freeze({ type: 'length', lengthFieldLength: 4, byteOrder: 'be' } as const),
+  });
+
+const SIZE_STEPS: [number, string][] = [[1024 ** 3, 'GiB'], [MiB, 'MiB'], [KiB, 'KiB']];
+const DURATION_STEPS: [number, string][] = [[3_600_000, 'h'], [60_000, 'm'], [1000, 's']];
+
+/** A value as its flag would take it (1048576 -> 1MiB, 300000 -> 5m): what --help prints. */
+export function formatValue(d: OptionDef, value: unknown): string {
+  if (typeof value === 'number' && value > 0 && (d.kind === 'size' || d.kind === 'duration')) {
+    for (const [unit, name] of d.kind === 'size' ? SIZE_STEPS : DURATION_STEPS) if (value % unit === 0) return `${value / unit}${name}`;
+    return d.kind === 'duration' ? `${value}ms` : String(value);
+  }
+  return String(value);
+}
+
+/** The default --help prints for a plain entry, or null for a flag without one (a boolean). */
+export function helpDefault(key: OptionKey): string | null {
+  const d = OPTIONS[key] as OptionDef;
+  if (d.defaultText !== undefined) return d.defaultText;
+  if (d.kind === 'custom' || d.kind === 'bool') return null;
+  const value = 'cliDefault' in d && d.cliDefault !== undefined ? d.cliDefault : d.default;
+  return formatValue(d, value);
+}
