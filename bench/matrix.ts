@@ -10,29 +10,22 @@
  *
  * Everything is bounded: every child has a deadline and is killed (by its pid) past it.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { availableParallelism, cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { buildMessage, makePayload } from '../src/bench/message.js';
+import { buildMessage } from '../src/bench/message.js';
 import type { BenchResult } from '../src/bench/run.js';
-import { Sampler, processTree, sampleTree } from './proc.js';
+import { loadCalibration } from './calibration.js';
+import { CLI, CLUSTER, HANDLER, ROOT, codeVersion, guardChildren, killAll, runShoalBench, sleep, startServer as startCommand } from './harness.js';
+import type { RunningServer } from './harness.js';
+import { Sampler, sampleTree } from './proc.js';
 import { SCENARIOS, checkTargets, kOf, servers } from './scenarios.js';
 import type { Calibration, Cell, Scenario, ServerId, ServerSpec, TargetCheck } from './scenarios.js';
+import { median, round } from './stats.js';
 import { COLORS, barPanels, compact, latencyPanels } from './svg.js';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'dist/src/cli.js');
-const CLUSTER = join(ROOT, 'dist/bench/cluster-server.js');
-const HANDLER_DIR = join(ROOT, 'examples/bench-protocol');
-const HANDLER = join(HANDLER_DIR, 'handler.js');
 
 const HELP = `Usage: node dist/bench/matrix.js [options]   (npm run bench:matrix -- [options])
 
@@ -50,193 +43,16 @@ const HELP = `Usage: node dist/bench/matrix.js [options]   (npm run bench:matrix
 
 // ---------------------------------------------------------------------------- children
 
-const children = new Set<ChildProcess>();
-function killAll(): void {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) process.kill(c.pid, 'SIGKILL');
-}
-process.on('exit', killAll);
-for (const s of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(s, () => {
-    killAll();
-    process.exit(130);
-  });
-}
-
 /** The whole matrix never runs longer than this (each child has its own, shorter deadline). */
-const MATRIX_DEADLINE_MS = 90 * 60_000;
-setTimeout(() => {
-  process.stderr.write('matrix: overall deadline reached, stopping\n');
-  killAll();
-  process.exit(1);
-}, MATRIX_DEADLINE_MS).unref();
+guardChildren('matrix', 90 * 60_000);
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
-}
-
-interface RunningServer {
-  pid: number;
-  port: number;
-  warnings: string[];
-  stop(): Promise<{ code: number | null; signal: string | null; ms: number; killed: boolean }>;
-}
-
-async function startServer(id: ServerId, n: number): Promise<RunningServer> {
+function startServer(id: ServerId, n: number): Promise<RunningServer> {
   const common = ['--handler', HANDLER, '--host', '127.0.0.1', '--port', '0', '--max-connections', '20000'];
   const args =
     id === 'cluster'
       ? [CLUSTER, '--processes', String(n), ...common]
       : [CLI, 'start', '--workers', id === 'inline' ? '0' : String(n), '--log-level', 'info', ...common];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  const warnings: string[] = [];
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      if (child.pid) process.kill(child.pid, 'SIGKILL');
-      reject(new Error(`${id} server did not listen within 30 s: ${stderr}`));
-    }, 30_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      let rec: { level?: number; msg?: string; port?: number };
-      try {
-        rec = JSON.parse(line) as typeof rec;
-      } catch {
-        warnings.push(line.slice(0, 500));
-        return;
-      }
-      if (rec.msg === 'listening' && typeof rec.port === 'number') {
-        clearTimeout(timer);
-        resolve(rec.port);
-      } else if ((rec.level ?? 0) >= 40) {
-        warnings.push(line.slice(0, 500));
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${id} server exited (${code ?? signal}) before listening: ${stderr}`));
-    });
-  });
-  return {
-    pid: child.pid!,
-    port,
-    warnings,
-    async stop() {
-      const t0 = Date.now();
-      const tree = processTree(child.pid!); // a cluster's processes, to kill them too if it hangs
-      child.kill('SIGTERM');
-      let killed = false;
-      if (!(await waitExit(child, 20_000))) {
-        killed = true;
-        for (const p of tree) {
-          try {
-            process.kill(p, 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }
-        await waitExit(child, 5000);
-      }
-      if (stderr.trim()) warnings.push(`stderr: ${stderr.trim().slice(0, 500)}`);
-      return { code: child.exitCode, signal: child.signalCode, ms: Date.now() - t0, killed };
-    },
-  };
-}
-
-interface BenchChild {
-  result: BenchResult | null;
-  code: number | null;
-  stderr: string;
-}
-
-async function runBenchChild(args: string[], deadlineMs: number): Promise<BenchChild> {
-  const child = spawn(process.execPath, [CLI, 'bench', ...args, '--json', '--no-progress'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
-  children.add(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  const exited = await waitExit(child, deadlineMs);
-  if (!exited) {
-    if (child.pid) process.kill(child.pid, 'SIGKILL');
-    await waitExit(child, 5000);
-    err += `\nbench killed after ${deadlineMs} ms`;
-  }
-  children.delete(child);
-  const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
-  let result: BenchResult | null = null;
-  try {
-    result = line ? (JSON.parse(line) as BenchResult) : null;
-  } catch {
-    result = null;
-  }
-  return { result, code: child.exitCode, stderr: err.trim() };
-}
-
-// ---------------------------------------------------------------------------- calibration
-
-function handlerHash(): string {
-  const h = createHash('sha256');
-  for (const f of readdirSync(HANDLER_DIR).filter((f) => f.endsWith('.js')).sort()) h.update(f).update(readFileSync(join(HANDLER_DIR, f)));
-  return h.digest('hex').slice(0, 16);
-}
-
-/** Time the bench-protocol handler itself: per-message cost = overhead + K × step. */
-async function calibrate(): Promise<Calibration> {
-  const mod = (await import(pathToFileURL(HANDLER).href)) as { default: (frame: Buffer) => unknown };
-  const handler = mod.default;
-  const payload = makePayload(64);
-  const frameFor = (k: number): Buffer => {
-    const b = Buffer.allocUnsafe(4 + payload.length);
-    b.writeUInt32BE(k, 0);
-    payload.copy(b, 4);
-    return b;
-  };
-  const timeCalls = (k: number, calls: number): number => {
-    const f = frameFor(k);
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < calls; i++) handler(f);
-    return Number(process.hrtime.bigint() - t0) / 1000 / calls; // µs per call
-  };
-  timeCalls(1000, 300); // warm the JIT
-  const big = 4000;
-  const perCallBig = median(Array.from({ length: 7 }, () => timeCalls(big, 60)));
-  const perCallOne = median(Array.from({ length: 7 }, () => timeCalls(1, 5000)));
-  const stepUs = (perCallBig - perCallOne) / (big - 1);
-  const overhead = Math.max(0, perCallOne - stepUs);
-  return {
-    stepUs: Math.round(stepUs * 10_000) / 10_000,
-    k100: Math.max(1, Math.round((100 - overhead) / stepUs)),
-    k1ms: Math.max(1, Math.round((1000 - overhead) / stepUs)),
-    measuredAt: new Date().toISOString(),
-    node: process.version,
-    handlerHash: handlerHash(),
-  };
-}
-
-async function loadCalibration(dir: string, host: string, force: boolean): Promise<Calibration> {
-  const file = join(dir, `calibration-${host}.json`);
-  const hash = handlerHash();
-  if (!force && existsSync(file)) {
-    const c = JSON.parse(readFileSync(file, 'utf8')) as Calibration;
-    if (c.handlerHash === hash && c.node === process.version) return c;
-    log(`calibration in ${file} is for another handler or Node version: measuring again`);
-  }
-  const c = await calibrate();
-  writeFileSync(file, JSON.stringify(c, null, 2) + '\n');
-  return c;
+  return startCommand({ label: id, args });
 }
 
 // ---------------------------------------------------------------------------- one cell
@@ -279,7 +95,7 @@ async function runCell(rep: number, s: Scenario, server: ServerSpec, k: number, 
   const args = [`127.0.0.1:${srv.port}`, '-c', String(s.connections), '-p', String(s.pipelining), '-s', String(s.size), '-k', String(k), '-d', `${duration}ms`];
   if (warmup > 0) args.push('--warmup', `${warmup}ms`);
   if (s.rate > 0) args.push('-R', String(s.rate));
-  const b = await runBenchChild(args, duration + warmup + 60_000);
+  const b = await runShoalBench(args, duration + warmup + 60_000);
   sampler.stop();
   const stopped = await srv.stop();
   const r = b.result;
@@ -326,14 +142,6 @@ async function runCell(rep: number, s: Scenario, server: ServerSpec, k: number, 
     loadAvg1,
   };
 }
-
-const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function toCell(runs: RunRecord[]): Cell {
   const ok = runs.filter((r) => r.bench !== null);
@@ -445,17 +253,6 @@ async function idleRun(server: ServerSpec, n: number, count: number): Promise<Id
 }
 
 // ---------------------------------------------------------------------------- output
-
-/** The code measured: git commit (+ "-dirty" with local changes), or $SHOAL_COMMIT for a tree without .git. */
-function codeVersion(): string {
-  try {
-    const head = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return dirty ? `${head}-dirty` : head;
-  } catch {
-    return process.env.SHOAL_COMMIT ?? 'unknown';
-  }
-}
 
 interface Results {
   date: string;
@@ -609,7 +406,7 @@ async function main(): Promise<number> {
   const out = values.out ?? join(ROOT, 'bench/results');
   mkdirSync(out, { recursive: true });
   const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '_');
-  const calibration = await loadCalibration(out, host, values.recalibrate === true);
+  const calibration = await loadCalibration(out, host, values.recalibrate === true, log);
   log(`calibration: ${calibration.stepUs} µs/step, K(100 µs) = ${calibration.k100}, K(1 ms) = ${calibration.k1ms}`);
   const total = runs * scenarios.length * serverList.length;
   log(`matrix: ${scenarios.length} scenarios × ${serverList.length} servers × ${runs} runs = ${total} runs of ${duration / 1000} s (+${warmup / 1000} s warm-up)`);

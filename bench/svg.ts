@@ -136,3 +136,60 @@ export function latencyPanels(
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
+
+/**
+ * Colour of a ratio on a log scale: 1.0 pale yellow, 2.0 and above deep green, 0.5 and
+ * below red; in between interpolated.
+ */
+export function ratioColor(r: number): string {
+  const t = Math.max(-1, Math.min(1, Math.log2(r))); // -1 at 0.5×, 0 at 1×, +1 at 2×
+  const mix = (a: number[], b: number[], f: number): string =>
+    '#' + a.map((x, i) => Math.round(x + (b[i]! - x) * f).toString(16).padStart(2, '0')).join('');
+  const neutral = [0xf7, 0xf1, 0xc8];
+  return t >= 0 ? mix(neutral, [0x1a, 0x98, 0x50], t) : mix(neutral, [0xd7, 0x30, 0x27], -t);
+}
+
+/**
+ * A heat map of ratios: one row per load, one column per comparison, each cell coloured by
+ * its ratio (ratioColor) and labelled with it; a marked cell (the generator used >= 90 %
+ * of a core) gets a ⚑ and a dashed border.
+ */
+export function heatMap(
+  title: string,
+  rows: string[],
+  columns: string[],
+  cells: Array<Array<{ value: number | null; marked: boolean }>>,
+  note = '',
+): string {
+  const left = 190;
+  const cw = 150;
+  const ch = 28;
+  const top = 76;
+  const width = left + columns.length * cw + 20;
+  const height = top + rows.length * ch + 50;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="#ffffff"/>`,
+    `<text x="12" y="22" font-size="16" font-weight="bold">${esc(title)}</text>`,
+  ];
+  if (note) out.push(`<text x="12" y="40" fill="#555" font-size="11">${esc(note)}</text>`);
+  columns.forEach((c, j) => out.push(`<text x="${left + j * cw + cw / 2}" y="${top - 8}" text-anchor="middle" font-weight="bold">${esc(c)}</text>`));
+  rows.forEach((r, i) => {
+    const y = top + i * ch;
+    out.push(`<text x="${left - 8}" y="${y + ch / 2 + 4}" text-anchor="end">${esc(r)}</text>`);
+    columns.forEach((_, j) => {
+      const cell = cells[i]?.[j] ?? { value: null, marked: false };
+      const x = left + j * cw;
+      const fill = cell.value === null ? '#eeeeee' : ratioColor(cell.value);
+      const border = cell.marked ? ' stroke="#000" stroke-width="1.5" stroke-dasharray="4 2"' : ' stroke="#fff"';
+      out.push(`<rect x="${x}" y="${y}" width="${cw}" height="${ch}" fill="${fill}"${border}/>`);
+      const label = cell.value === null ? 'n/a' : `${cell.value.toFixed(2)}×${cell.marked ? ' ⚑' : ''}`;
+      out.push(`<text x="${x + cw / 2}" y="${y + ch / 2 + 4}" text-anchor="middle">${esc(label)}</text>`);
+    });
+  });
+  out.push(
+    `<text x="12" y="${top + rows.length * ch + 24}" fill="#555" font-size="11">${esc('red < 1× (slower than the baseline), yellow 1×, green 2× (the physical limit on 2 cores); ⚑ generator used ≥ 90 % of a core')}</text>`,
+  );
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
