@@ -370,8 +370,20 @@ function heatSvg(r: Results): string {
 
 // ---------------------------------------------------------------------------- main
 
+/** `--server-args "--flag v"`: a value that starts with a dash, which parseArgs takes only as --opt=value. */
+function joinDashValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if ((a === '--server-args' || a === '--ref-server-args') && i + 1 < argv.length) out.push(`${a}=${argv[++i]}`);
+    else out.push(a);
+  }
+  return out;
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
+    args: joinDashValues(process.argv.slice(2)),
     options: {
       quick: { type: 'boolean' },
       runs: { type: 'string' },
