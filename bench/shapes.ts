@@ -4,7 +4,7 @@
  * Every cell of bench/shapes-grid.ts against every server: shoal workers: N (the pool,
  * with --server-args), shoal workers: 0, a cluster of N processes running the same
  * handler, and with --compare-ref the pool of another commit (built in a checkout under
- * bench/results/tmp). Load from the native generator (bench/loadgen/), which verifies
+ * $TMPDIR). Load from the native generator (bench/loadgen/), which verifies
  * every reply and reports its own CPU. Interleaved: run r is the outer loop, a fresh
  * server per run, the median of the runs per cell. Then cold-start memory (10,000
  * connections used once against a fresh server) and the generator agreement check.
@@ -14,7 +14,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, hostname, loadavg, release, totalmem } from 'node:os';
+import { availableParallelism, cpus, hostname, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadCalibration } from './calibration.js';
@@ -41,7 +41,7 @@ const HELP = `Usage: node dist/bench/shapes.js [options]   (npm run bench:shapes
                            closed, open, echo, 100us, 1ms, memory, agree (default: all)
   --servers <ids>          pool,inline,cluster (default all three; ref is added by --compare-ref)
   --server-args "<flags>"  extra \`shoal start\` flags for the pool server (split on spaces)
-  --compare-ref <git-ref>  also run the pool server of that commit (built in bench/results/tmp/)
+  --compare-ref <git-ref>  also run the pool server of that commit (built in $TMPDIR/shoal-ref-<commit>/)
   --ref-server-args "..."  extra \`shoal start\` flags for the ref's pool server (default none)
   --open-fraction <x>      open-loop rate as a share of the pool's closed-loop capacity (default 0.5)
   --gen-threads <n>        load generator threads (default 1)
@@ -98,11 +98,12 @@ function labels(ids: ShapeServerId[], s: Setup, ref: string | null): ServerLabel
   return ids.map((id) => ({ id, label: name[id] }));
 }
 
-/** A checkout of `ref` (git archive, no worktree), with node_modules and a build; reused when present. */
+/** A checkout of `ref` (git archive, no worktree) in $TMPDIR, with node_modules and a build; reused when present. */
 function prepareRef(ref: string): { dir: string; commit: string } {
   const git = (...args: string[]): string => execFileSync('git', ['-C', ROOT, ...args], { encoding: 'utf8', timeout: 60_000 }).trim();
   const commit = git('rev-parse', '--verify', `${ref}^{commit}`);
-  const dir = join(ROOT, 'bench/results/tmp', `ref-${commit.slice(0, 12)}`);
+  // Outside the repository: its sources under bench/ would otherwise join this tree's tsc build.
+  const dir = join(tmpdir(), `shoal-ref-${commit.slice(0, 12)}`);
   if (existsSync(join(dir, 'dist/src/cli.js'))) return { dir, commit };
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
