@@ -195,6 +195,7 @@ export function perConnectionKiB(m: MemoryFigures): number | null {
   return m.opened > 0 ? round((m.rssAfterKiB - m.rssBeforeKiB) / m.opened, 2) : null;
 }
 
+/** Both generators' req/s on one cell, index i = run i of each (run back to back on fresh servers). */
 export interface AgreeFigures {
   loadgenRps: number[];
   shoalBenchRps: number[];
@@ -202,11 +203,21 @@ export interface AgreeFigures {
   shoalBenchCpu: number[];
 }
 
-/** shoal bench's req/s over loadgen's (medians): ~1.0 when neither generator is the bottleneck. */
-export function agreement(a: AgreeFigures): { loadgen: number; shoalBench: number; ratio: number | null } {
+/**
+ * shoal bench's req/s over loadgen's: ~1.0 when neither generator is the bottleneck. The
+ * median of the per-run ratios (each pair ran back to back, so slow drift of a shared
+ * machine cancels), and the ratio of the medians.
+ */
+export function agreement(a: AgreeFigures): { loadgen: number; shoalBench: number; ratio: number | null; pairedRatio: number | null } {
   const l = median(a.loadgenRps);
   const s = median(a.shoalBenchRps);
-  return { loadgen: round(l, 1), shoalBench: round(s, 1), ratio: ratio(s, l) === null ? null : round(s / l, 3) };
+  const pairs = a.loadgenRps.slice(0, a.shoalBenchRps.length).map((x, i) => ratio(a.shoalBenchRps[i], x)).filter((x): x is number => x !== null);
+  return {
+    loadgen: round(l, 1),
+    shoalBench: round(s, 1),
+    ratio: ratio(s, l) === null ? null : round(s / l, 3),
+    pairedRatio: pairs.length ? round(median(pairs), 3) : null,
+  };
 }
 
 // ---------------------------------------------------------------------------- tables

@@ -305,12 +305,14 @@ function memoryLines(r: Results): string[] {
 function agreeLines(r: Results): string[] {
   if (r.agree.length === 0) return [];
   const lines = ['', '## Generator agreement (workers: ' + r.machine.cpus + ' server, same cell, fresh server per run)', '',
-    '| cell | loadgen req/s | shoal bench req/s | shoal bench / loadgen | loadgen CPU % | shoal bench CPU % |', '|---|--:|--:|--:|--:|--:|'];
+    '| cell | loadgen req/s | shoal bench req/s | shoal bench / loadgen (medians) | median of paired ratios | loadgen CPU % | shoal bench CPU % |', '|---|--:|--:|--:|--:|--:|--:|'];
   for (const id of [...new Set(r.agree.map((a) => a.cell))]) {
-    const of = (g: AgreeRun['generator']): AgreeRun[] => r.agree.filter((a) => a.cell === id && a.generator === g && !a.failure);
+    const ok = (g: AgreeRun['generator'], rep: number): boolean => r.agree.some((a) => a.cell === id && a.generator === g && a.rep === rep && !a.failure);
+    const paired = (a: AgreeRun): boolean => ok('loadgen', a.rep) && ok('shoal-bench', a.rep); // both ran in that run: index i pairs
+    const of = (g: AgreeRun['generator']): AgreeRun[] => r.agree.filter((a) => a.cell === id && a.generator === g && paired(a)).sort((x, y) => x.rep - y.rep);
     const f: AgreeFigures = { loadgenRps: of('loadgen').map((a) => a.rps), shoalBenchRps: of('shoal-bench').map((a) => a.rps), loadgenCpu: of('loadgen').map((a) => a.genCpu), shoalBenchCpu: of('shoal-bench').map((a) => a.genCpu) };
     const a = agreement(f);
-    lines.push(`| ${CELLS.find((c) => c.id === id)?.title ?? id} | ${Math.round(a.loadgen)} | ${Math.round(a.shoalBench)} | ${a.ratio === null ? 'n/a' : a.ratio.toFixed(3)} | ${median(f.loadgenCpu).toFixed(0)} | ${median(f.shoalBenchCpu).toFixed(0)} |`);
+    lines.push(`| ${CELLS.find((c) => c.id === id)?.title ?? id} | ${Math.round(a.loadgen)} | ${Math.round(a.shoalBench)} | ${a.ratio === null ? 'n/a' : a.ratio.toFixed(3)} | ${a.pairedRatio === null ? 'n/a' : a.pairedRatio.toFixed(3)} | ${median(f.loadgenCpu).toFixed(0)} | ${median(f.shoalBenchCpu).toFixed(0)} |`);
   }
   return lines;
 }
@@ -515,7 +517,9 @@ async function main(): Promise<number> {
     if (extras.includes('agree')) {
       for (const id of AGREE_CELLS) {
         const cell = CELLS.find((c) => c.id === id)!;
-        for (const g of ['loadgen', 'shoal-bench'] as const) {
+        // alternate which goes first, so drift of a shared machine does not favour one
+        const order = rep % 2 === 1 ? (['loadgen', 'shoal-bench'] as const) : (['shoal-bench', 'loadgen'] as const);
+        for (const g of order) {
           try {
             const a = await agreeRun(rep, cell, g, setup, plan(cell));
             agree.push(a);

@@ -90,7 +90,9 @@ describe('the shapes grid', () => {
   it('cold-start memory per used connection, and generator agreement', () => {
     expect(perConnectionKiB({ connections: 10_000, opened: 10_000, failed: 0, rssBeforeKiB: 70_000, rssAfterKiB: 120_000 })).toBe(5);
     expect(perConnectionKiB({ connections: 10, opened: 0, failed: 10, rssBeforeKiB: 1, rssAfterKiB: 2 })).toBeNull();
-    expect(agreement({ loadgenRps: [1000, 980, 1020], shoalBenchRps: [990, 900, 970], loadgenCpu: [], shoalBenchCpu: [] })).toEqual({ loadgen: 1000, shoalBench: 970, ratio: 0.97 });
+    expect(agreement({ loadgenRps: [1000, 500, 1020], shoalBenchRps: [990, 450, 970], loadgenCpu: [], shoalBenchCpu: [] })).toEqual({
+      loadgen: 1000, shoalBench: 970, ratio: 0.97, pairedRatio: 0.951, // pairs 0.99, 0.90, 0.951
+    });
     expect(agreement({ loadgenRps: [], shoalBenchRps: [5], loadgenCpu: [], shoalBenchCpu: [] }).ratio).toBeNull();
   });
 
