@@ -156,10 +156,14 @@ export function summarize(runs: RunFigures[]): CellSummary {
 
 export type Summaries = Record<string, Partial<Record<ShapeServerId, CellSummary>>>;
 
-/** One ratio of req/s, pool over a baseline; `saturated` when either side's generator was. */
+/** Median CPU of other processes (% of one core) above which a cell's figures are noise: the cores were shared. */
+export const NOISY_OTHER_CPU = 20;
+
+/** One ratio of req/s, pool over a baseline; `saturated` when either side's generator was, `noisy` when either side's machine was busy. */
 export interface Ratio {
   value: number | null;
   saturated: boolean;
+  noisy: boolean;
 }
 
 /** The baselines the pool is held against, in table order (those measured). */
@@ -172,12 +176,13 @@ export const BASELINES: Array<{ id: ShapeServerId; column: string }> = [
 export function ratioOf(row: Partial<Record<ShapeServerId, CellSummary>> | undefined, baseline: ShapeServerId): Ratio {
   const a = row?.pool;
   const b = row?.[baseline];
-  return { value: ratio(a?.rps, b?.rps), saturated: Boolean(a?.genSaturated || b?.genSaturated) };
+  const busy = (x: CellSummary | undefined): boolean => (x?.otherCpu ?? 0) > NOISY_OTHER_CPU;
+  return { value: ratio(a?.rps, b?.rps), saturated: Boolean(a?.genSaturated || b?.genSaturated), noisy: busy(a) || busy(b) };
 }
 
-/** "1.85×", with ⚑ when the generator used >= 90 % of a core on either side. */
+/** "1.85×", with ⚑ when the generator used >= 90 % of a core on either side, ≈ when other load made it noise. */
 export function formatRatio(r: Ratio): string {
-  return r.value === null ? 'n/a' : `${r.value.toFixed(2)}×${r.saturated ? ' ⚑' : ''}`;
+  return r.value === null ? 'n/a' : `${r.value.toFixed(2)}×${r.saturated ? ' ⚑' : ''}${r.noisy ? ' ≈' : ''}`;
 }
 
 // ---------------------------------------------------------------------------- memory, agreement

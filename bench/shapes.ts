@@ -24,7 +24,7 @@ import { buildLoadgen, generatorSaturated, holdConnections, runLoadgen } from '.
 import type { LoadgenResult } from './loadgen.js';
 import { Sampler, sampleTree } from './proc.js';
 import type { Calibration } from './scenarios.js';
-import { AGREE_CELLS, BASELINES, CELLS, PROBES, agreement, kValue, openRate, openTable, perConnectionKiB, ratioOf, ratioTable, selectCells, summarize } from './shapes-grid.js';
+import { AGREE_CELLS, BASELINES, CELLS, NOISY_OTHER_CPU, PROBES, agreement, kValue, openRate, openTable, perConnectionKiB, ratioOf, ratioTable, selectCells, summarize } from './shapes-grid.js';
 import type { AgreeFigures, CellSummary, Extra, MemoryFigures, RunFigures, ServerLabel, ShapeCell, ShapeServerId, Summaries } from './shapes-grid.js';
 import { median, round } from './stats.js';
 import { heatMap } from './svg.js';
@@ -320,7 +320,7 @@ function agreeLines(r: Results): string[] {
 function markdown(r: Results, svgFile: string): string {
   const n = r.machine.cpus;
   const others = r.runs.map((x) => x.otherCpu);
-  const noisy = others.filter((x) => x > 20).length;
+  const noisy = others.filter((x) => x > NOISY_OTHER_CPU).length;
   const lines = [
     `# shoal load shapes — ${r.date}, ${r.host}, code ${r.commit}${r.ref ? `, ref ${r.ref.name} = ${r.ref.commit.slice(0, 12)}` : ''}`,
     '',
@@ -329,8 +329,9 @@ function markdown(r: Results, svgFile: string): string {
     `K: ~100 µs = ${r.calibration.k100}, ~1 ms = ${r.calibration.k1ms} (${r.calibration.stepUs} µs per SHA-256 step of the bench-protocol handler). ` +
       `Each cell: median of ${r.settings.runs} interleaved run(s) of ${r.settings.durationS} s after ${r.settings.warmupS} s warm-up, a fresh server per run.` +
       (r.settings.serverArgs.length ? ` Pool server flags: \`${r.settings.serverArgs.join(' ')}\`.` : ''),
-    `⚑ = the generator used ≥ 90 % of a core in some run of that cell (it may have been the bottleneck). ` +
-      `Other load (CPU used by neither server nor generator): median ${median(others).toFixed(0)}% of a core, ${noisy} of ${others.length} runs above 20%` +
+    `⚑ = the generator used ≥ 90 % of a core in some run of that cell (it may have been the bottleneck); ` +
+      `≈ = other processes used > ${NOISY_OTHER_CPU}% of a core during that cell (median): noise, not a figure. ` +
+      `Other load (CPU used by neither server nor generator): median ${median(others).toFixed(0)}% of a core, ${noisy} of ${others.length} runs above ${NOISY_OTHER_CPU}%` +
       (noisy > 0 ? ' — noisy figures.' : '.'),
   ];
   const ratios = ratioTable(r.cells, r.summaries, r.servers);
@@ -365,7 +366,7 @@ function heatSvg(r: Results): string {
     bases.map((b) => (b.id === 'ref' ? `/ ${r.ref?.name ?? 'ref'}` : b.column.replace('workers: 2', `workers: ${r.machine.cpus}`).replace(/^.*\/ /, '/ '))),
     closed.map((c) => bases.map((b) => {
       const x = ratioOf(r.summaries[c.id], b.id);
-      return { value: x.value, marked: x.saturated };
+      return { value: x.value, marked: x.saturated, noisy: x.noisy };
     })),
     `median of ${r.settings.runs} interleaved run(s) of ${r.settings.durationS} s; loadgen (C) verifying every reply`,
   );

@@ -152,13 +152,14 @@ export function ratioColor(r: number): string {
 /**
  * A heat map of ratios: one row per load, one column per comparison, each cell coloured by
  * its ratio (ratioColor) and labelled with it; a marked cell (the generator used >= 90 %
- * of a core) gets a ⚑ and a dashed border.
+ * of a core) gets a ⚑ and a dashed border, a noisy one (the cores were shared) a ≈ and
+ * faded colour.
  */
 export function heatMap(
   title: string,
   rows: string[],
   columns: string[],
-  cells: Array<Array<{ value: number | null; marked: boolean }>>,
+  cells: Array<Array<{ value: number | null; marked: boolean; noisy?: boolean }>>,
   note = '',
 ): string {
   const left = 190;
@@ -182,13 +183,14 @@ export function heatMap(
       const x = left + j * cw;
       const fill = cell.value === null ? '#eeeeee' : ratioColor(cell.value);
       const border = cell.marked ? ' stroke="#000" stroke-width="1.5" stroke-dasharray="4 2"' : ' stroke="#fff"';
-      out.push(`<rect x="${x}" y="${y}" width="${cw}" height="${ch}" fill="${fill}"${border}/>`);
-      const label = cell.value === null ? 'n/a' : `${cell.value.toFixed(2)}×${cell.marked ? ' ⚑' : ''}`;
+      const fade = cell.noisy ? ' fill-opacity="0.45"' : '';
+      out.push(`<rect x="${x}" y="${y}" width="${cw}" height="${ch}" fill="${fill}"${fade}${border}/>`);
+      const label = cell.value === null ? 'n/a' : `${cell.value.toFixed(2)}×${cell.marked ? ' ⚑' : ''}${cell.noisy ? ' ≈' : ''}`;
       out.push(`<text x="${x + cw / 2}" y="${y + ch / 2 + 4}" text-anchor="middle">${esc(label)}</text>`);
     });
   });
   out.push(
-    `<text x="12" y="${top + rows.length * ch + 24}" fill="#555" font-size="11">${esc('red < 1× (slower than the baseline), yellow 1×, green 2× (the physical limit on 2 cores); ⚑ generator used ≥ 90 % of a core')}</text>`,
+    `<text x="12" y="${top + rows.length * ch + 24}" fill="#555" font-size="11">${esc('red < 1× (slower than the baseline), yellow 1×, green 2× (the physical limit on 2 cores); ⚑ generator used ≥ 90 % of a core; ≈ (faded) other load on the cores: noise')}</text>`,
   );
   out.push('</svg>');
   return out.join('\n') + '\n';

@@ -70,7 +70,9 @@ describe('the shapes grid', () => {
       '16x4-1ms': { pool: summarize([run(1800)]), inline: summarize([run(900)]), cluster: summarize([run(2000)]) },
       echo64: { pool: summarize([run(300_000)]), inline: summarize([run(400_000, { genSaturated: true })]) },
     };
-    expect(ratioOf(summaries['16x4-1ms'], 'inline')).toEqual({ value: 2, saturated: false });
+    expect(ratioOf(summaries['16x4-1ms'], 'inline')).toEqual({ value: 2, saturated: false, noisy: false });
+    const busy = { pool: summarize([run(1800, { otherCpu: 35 })]), inline: summarize([run(900)]) };
+    expect(formatRatio(ratioOf(busy, 'inline'))).toBe('2.00× ≈'); // other load on the cores: noise
     expect(formatRatio(ratioOf(summaries['16x4-1ms'], 'cluster'))).toBe('0.90×');
     expect(formatRatio(ratioOf(summaries.echo64, 'inline'))).toBe('0.75× ⚑');
     expect(formatRatio(ratioOf(summaries.echo64, 'cluster'))).toBe('n/a');
@@ -103,8 +105,10 @@ describe('the shapes grid', () => {
     expect(ratioColor(0.5)).toBe('#d73027');
     const svg = heatMap('t', ['a', 'b'], ['x', 'y'], [
       [{ value: 2, marked: false }, { value: 1, marked: true }],
-      [{ value: null, marked: false }, { value: 0.5, marked: false }],
+      [{ value: null, marked: false }, { value: 0.5, marked: false, noisy: true }],
     ]);
+    expect(svg).toContain('0.50× ≈');
+    expect(svg.match(/fill-opacity/g)).toHaveLength(1);
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('fill="#1a9850"');
     expect(svg).toContain('1.00× ⚑');
