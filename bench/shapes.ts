@@ -239,24 +239,37 @@ interface AgreeRun {
   rps: number;
   genCpu: number;
   errors: number;
+  otherCpu: number;
   failure?: string;
 }
 
 async function agreeRun(rep: number, cell: ShapeCell, generator: AgreeRun['generator'], setup: Setup, plan: Plan): Promise<AgreeRun> {
   const srv = await startServer(serverCommand('pool', setup));
+  const sampler = new Sampler(srv.pid).start(200);
+  const base = { rep, cell: cell.id, generator };
+  /** Other processes' CPU in the measured window: what makes the comparison noise. */
+  const other = (fromMs: number, genCpu: number): number => {
+    const c = sampler.cpuPercent(fromMs, fromMs + plan.durationS * 1000);
+    return round(Math.max(0, c.system - c.tree - genCpu), 1);
+  };
   try {
     await sleep(300);
     if (generator === 'loadgen') {
       const r = await runLoadgen({ port: srv.port, connections: cell.connections, pipeline: cell.pipeline, threads: plan.genThreads, durationS: plan.durationS, warmupS: plan.warmupS, size: cell.size, k: plan.k });
-      if (!r.result) return { rep, cell: cell.id, generator, rps: 0, genCpu: 0, errors: 1, failure: r.stderr.slice(0, 500) };
-      return { rep, cell: cell.id, generator, rps: r.result.requests.perSecond, genCpu: r.result.cpu.percent, errors: r.result.errors.total };
+      sampler.stop();
+      if (!r.result) return { ...base, rps: 0, genCpu: 0, errors: 1, otherCpu: 0, failure: r.stderr.slice(0, 500) };
+      const x = r.result;
+      return { ...base, rps: x.requests.perSecond, genCpu: x.cpu.percent, errors: x.errors.total, otherCpu: other(x.startedAtMs + x.warmup * 1000, x.cpu.percent) };
     }
     const args = [`127.0.0.1:${srv.port}`, '-c', String(cell.connections), '-p', String(cell.pipeline), '-s', String(cell.size), '-k', String(plan.k), '-d', `${Math.round(plan.durationS * 1000)}ms`];
     if (plan.warmupS > 0) args.push('--warmup', `${Math.round(plan.warmupS * 1000)}ms`);
     const b = await runShoalBench(args, (plan.durationS + plan.warmupS) * 1000 + 60_000);
-    if (!b.result) return { rep, cell: cell.id, generator, rps: 0, genCpu: 0, errors: 1, failure: b.stderr.slice(0, 500) };
-    return { rep, cell: cell.id, generator, rps: b.result.requests.perSecond, genCpu: b.result.generator.cpu, errors: b.result.errors.total };
+    sampler.stop();
+    if (!b.result) return { ...base, rps: 0, genCpu: 0, errors: 1, otherCpu: 0, failure: b.stderr.slice(0, 500) };
+    const x = b.result;
+    return { ...base, rps: x.requests.perSecond, genCpu: x.generator.cpu, errors: x.errors.total, otherCpu: other(Date.parse(x.startedAt) + x.warmup * 1000, x.generator.cpu) };
   } finally {
+    sampler.stop();
     await srv.stop();
   }
 }
@@ -305,14 +318,15 @@ function memoryLines(r: Results): string[] {
 function agreeLines(r: Results): string[] {
   if (r.agree.length === 0) return [];
   const lines = ['', '## Generator agreement (workers: ' + r.machine.cpus + ' server, same cell, fresh server per run)', '',
-    '| cell | loadgen req/s | shoal bench req/s | shoal bench / loadgen (medians) | median of paired ratios | loadgen CPU % | shoal bench CPU % |', '|---|--:|--:|--:|--:|--:|--:|'];
+    '| cell | loadgen req/s | shoal bench req/s | shoal bench / loadgen (medians) | median of paired ratios | loadgen CPU % | shoal bench CPU % | other load % | errors |', '|---|--:|--:|--:|--:|--:|--:|--:|--:|'];
   for (const id of [...new Set(r.agree.map((a) => a.cell))]) {
     const ok = (g: AgreeRun['generator'], rep: number): boolean => r.agree.some((a) => a.cell === id && a.generator === g && a.rep === rep && !a.failure);
     const paired = (a: AgreeRun): boolean => ok('loadgen', a.rep) && ok('shoal-bench', a.rep); // both ran in that run: index i pairs
     const of = (g: AgreeRun['generator']): AgreeRun[] => r.agree.filter((a) => a.cell === id && a.generator === g && paired(a)).sort((x, y) => x.rep - y.rep);
+    const runs = r.agree.filter((a) => a.cell === id);
     const f: AgreeFigures = { loadgenRps: of('loadgen').map((a) => a.rps), shoalBenchRps: of('shoal-bench').map((a) => a.rps), loadgenCpu: of('loadgen').map((a) => a.genCpu), shoalBenchCpu: of('shoal-bench').map((a) => a.genCpu) };
     const a = agreement(f);
-    lines.push(`| ${CELLS.find((c) => c.id === id)?.title ?? id} | ${Math.round(a.loadgen)} | ${Math.round(a.shoalBench)} | ${a.ratio === null ? 'n/a' : a.ratio.toFixed(3)} | ${a.pairedRatio === null ? 'n/a' : a.pairedRatio.toFixed(3)} | ${median(f.loadgenCpu).toFixed(0)} | ${median(f.shoalBenchCpu).toFixed(0)} |`);
+    lines.push(`| ${CELLS.find((c) => c.id === id)?.title ?? id} | ${Math.round(a.loadgen)} | ${Math.round(a.shoalBench)} | ${a.ratio === null ? 'n/a' : a.ratio.toFixed(3)} | ${a.pairedRatio === null ? 'n/a' : a.pairedRatio.toFixed(3)} | ${median(f.loadgenCpu).toFixed(0)} | ${median(f.shoalBenchCpu).toFixed(0)} | ${median(runs.map((x) => x.otherCpu)).toFixed(0)} | ${runs.reduce((n, x) => n + x.errors, 0)} |`);
   }
   return lines;
 }
@@ -524,7 +538,7 @@ async function main(): Promise<number> {
           try {
             const a = await agreeRun(rep, cell, g, setup, plan(cell));
             agree.push(a);
-            log(`run ${rep} agree ${id.padEnd(8)} ${g.padEnd(11)} ${Math.round(a.rps)} req/s, generator ${a.genCpu.toFixed(0)}% CPU, errors ${a.errors}${a.failure ? ` ${a.failure}` : ''}`);
+            log(`run ${rep} agree ${id.padEnd(8)} ${g.padEnd(11)} ${Math.round(a.rps)} req/s, generator ${a.genCpu.toFixed(0)}% CPU, errors ${a.errors}, other ${a.otherCpu.toFixed(0)}%${a.failure ? ` ${a.failure}` : ''}`);
           } catch (err) {
             log(`run ${rep} agree ${id} ${g}: FAILED ${(err as Error).message}`);
           }
