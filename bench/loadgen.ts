@@ -6,7 +6,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ROOT, track, waitExit } from './harness.js';
 
 export const LOADGEN_DIR = join(ROOT, 'bench/loadgen');
@@ -54,22 +54,27 @@ export function generatorSaturated(cpu: { percent: number; threads: number[] }):
 const newestSource = (): number =>
   Math.max(...readdirSync(LOADGEN_DIR).filter((f) => /\.[ch]$/.test(f)).map((f) => statSync(join(LOADGEN_DIR, f)).mtimeMs));
 
-/** The generator's path, compiled first if it is missing or older than a source. Throws when `cc` fails. */
-export function buildLoadgen(cc = process.env.CC ?? 'cc'): string {
-  if (existsSync(LOADGEN_BIN) && statSync(LOADGEN_BIN).mtimeMs >= newestSource()) return LOADGEN_BIN;
-  mkdirSync(join(LOADGEN_DIR, 'build'), { recursive: true });
+/**
+ * The generator's path, compiled first if it is missing or older than a source (or `force`).
+ * Throws, saying why, when the C compiler is missing or fails.
+ */
+export function buildLoadgen(opts: { cc?: string; bin?: string; force?: boolean } = {}): string {
+  const cc = opts.cc ?? process.env.CC ?? 'cc';
+  const bin = opts.bin ?? LOADGEN_BIN;
+  if (!opts.force && existsSync(bin) && statSync(bin).mtimeMs >= newestSource()) return bin;
+  mkdirSync(dirname(bin), { recursive: true });
   const sources = readdirSync(LOADGEN_DIR).filter((f) => f.endsWith('.c')).map((f) => join(LOADGEN_DIR, f));
-  const tmp = `${LOADGEN_BIN}.${process.pid}.tmp`; // then renamed: a concurrent build never runs a half-written binary
+  const tmp = `${bin}.${process.pid}.tmp`; // then renamed: a concurrent build never runs a half-written binary
   try {
     execFileSync(cc, ['-O2', '-pthread', '-o', tmp, ...sources], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
-    renameSync(tmp, LOADGEN_BIN);
+    renameSync(tmp, bin);
   } catch (err) {
     rmSync(tmp, { force: true });
     const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
     const why = e.code === 'ENOENT' ? `the C compiler "${cc}" is not installed (apt-get install gcc)` : (e.stderr?.toString() ?? e.message);
     throw new Error(`cannot build the load generator (${sources.join(' ')}): ${why}`);
   }
-  return LOADGEN_BIN;
+  return bin;
 }
 
 /** Options of one loadgen run, as its flags. */

@@ -317,15 +317,16 @@ static void on_reply(conn *c, int bad, uint64_t now) {
     t->window_ok++;
     hist_record(&t->hist, now > at ? now - at : 0);
   }
-  if (!sending(now) || cfg.hold) return;
+  if (cfg.hold) return;
   if (cfg.rate > 0) {
+    /* every request of the schedule is sent, late if need be (and charged from its slot) */
     uint64_t due = (now - t_start) / t->interval + 1;
     if (due > t->due_limit) due = t->due_limit;
     if (t->scheduled < due) {
       queue_request(c, t_start + t->scheduled * t->interval);
       t->scheduled++;
     }
-  } else {
+  } else if (sending(now)) {
     queue_request(c, now);
   }
 }
@@ -439,7 +440,7 @@ static void on_tick(thread *t, uint64_t now) {
       conn_open(c, now);
     }
   }
-  if (cfg.rate > 0 && sending(now)) dispatch_due(t, now);
+  if (cfg.rate > 0 && !atomic_load(&aborted)) dispatch_due(t, now); /* due is capped at the schedule's end */
 }
 
 static void *thread_main(void *arg) {
@@ -500,9 +501,10 @@ static void *thread_main(void *arg) {
     }
     if (now >= t_end) {
       if (!t->cpu_done) on_tick(t, now);
-      if (inflight_total(t) == 0) break;
+      if (inflight_total(t) == 0 && (cfg.rate == 0 || t->scheduled >= t->due_limit)) break;
       if (now >= t_drain_end) {
-        t->timeouts += (uint64_t)inflight_total(t); /* never answered */
+        /* never answered, or (open loop) never even sent: no free connection until the end */
+        t->timeouts += (uint64_t)inflight_total(t) + (cfg.rate > 0 ? t->due_limit - t->scheduled : 0);
         break;
       }
     }

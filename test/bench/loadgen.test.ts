@@ -1,4 +1,8 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '../../dist/src/index.js';
@@ -52,6 +56,20 @@ describe('loadgen against a live shoal server (workers: 1)', () => {
       await held.release();
     }
   });
+});
+
+describe('building loadgen', () => {
+  it('compiles with the system C compiler; without one it fails saying so', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loadgen-build-'));
+    try {
+      const bin = buildLoadgen({ bin: join(dir, 'loadgen'), force: true });
+      expect(execFileSync(bin, ['--help'], { encoding: 'utf8' })).toMatch(/^Usage: loadgen/);
+      expect(() => buildLoadgen({ cc: 'no-such-cc-here', bin: join(dir, 'other'), force: true })).toThrow(/C compiler "no-such-cc-here" is not installed/);
+      expect(existsSync(join(dir, 'other'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe('loadgen against a server that lies', () => {
