@@ -44,6 +44,9 @@
 #define MAX_FRAME (64u << 20)
 #define READ_CHUNK (256 * 1024)
 #define MAX_EVENTS 256
+#define HOUSEKEEPING_NS 10000000u
+/* Open loop: the timer never fires sooner than this after now (a burst of due sends goes out together). */
+#define MIN_WAKE_NS 20000u
 /* A generator thread at or above this share of one core is the bottleneck of its cell. */
 #define SATURATED_PERCENT 90.0
 
@@ -181,6 +184,8 @@ typedef struct thread {
   int connected;
   /* open loop: requests of this thread are due at t_start + i * interval */
   uint64_t interval, scheduled, due_limit;
+  int blocked; /* open loop: every connection was full when a request fell due */
+  uint64_t next_housekeeping, armed_at;
   double cpu_start, cpu_end;
   int cpu_started, cpu_done;
   uint8_t *buf;
@@ -282,6 +287,7 @@ static void dispatch_due(thread *t, uint64_t now) {
   if (now < t_start) return;
   uint64_t due = (now - t_start) / t->interval + 1;
   if (due > t->due_limit) due = t->due_limit;
+  t->blocked = 0;
   while (t->scheduled < due) {
     conn *c = NULL;
     for (int i = 0; i < t->n; i++) {
@@ -292,7 +298,10 @@ static void dispatch_due(thread *t, uint64_t now) {
         break;
       }
     }
-    if (!c) return; /* every connection is full: the backlog waits for a reply */
+    if (!c) { /* every connection is full: the backlog waits for a reply */
+      t->blocked = 1;
+      return;
+    }
     queue_request(c, t_start + t->scheduled * t->interval);
     t->scheduled++;
     flush(c, now);
@@ -320,6 +329,7 @@ static void on_reply(conn *c, int bad, uint64_t now) {
   if (cfg.hold) return;
   if (cfg.rate > 0) {
     /* every request of the schedule is sent, late if need be (and charged from its slot) */
+    t->blocked = 0; /* a slot is free again */
     uint64_t due = (now - t_start) / t->interval + 1;
     if (due > t->due_limit) due = t->due_limit;
     if (t->scheduled < due) {
@@ -420,8 +430,8 @@ static int inflight_total(thread *t) {
   return n;
 }
 
-/* Housekeeping on the timer: measured-window CPU marks, timeouts, reconnects. */
-static void on_tick(thread *t, uint64_t now) {
+/* Housekeeping, every HOUSEKEEPING_NS: measured-window CPU marks, timeouts, reconnects. */
+static void housekeeping(thread *t, uint64_t now) {
   if (!t->cpu_started && now >= t_measure) {
     t->cpu_start = cpu_seconds(RUSAGE_THREAD);
     t->cpu_started = 1;
@@ -439,6 +449,38 @@ static void on_tick(thread *t, uint64_t now) {
     } else if (c->state == C_IDLE && sending(now) && now >= c->retry_at) {
       conn_open(c, now);
     }
+  }
+}
+
+/*
+ * When the thread's timer must fire next: the next housekeeping, or (open loop) the next
+ * scheduled send, so requests leave on time rather than on a coarse tick. With every
+ * connection full the backlog waits for replies instead (on_reply sends it).
+ */
+static uint64_t next_wake(thread *t, uint64_t now) {
+  uint64_t next = t->next_housekeeping;
+  if (cfg.rate > 0 && !t->blocked && t->scheduled < t->due_limit) {
+    uint64_t at = t_start + t->scheduled * t->interval;
+    if (at < now + MIN_WAKE_NS) at = now + MIN_WAKE_NS;
+    if (at < next) next = at;
+  }
+  return next;
+}
+
+static void arm_timer(thread *t, uint64_t at) {
+  struct itimerspec its = {.it_value = {.tv_sec = (time_t)(at / 1000000000u), .tv_nsec = (long)(at % 1000000000u)}};
+  timerfd_settime(t->timer, TFD_TIMER_ABSTIME, &its, NULL);
+  t->armed_at = at;
+}
+
+static void on_timer(thread *t, uint64_t now) {
+  uint64_t expirations;
+  if (read(t->timer, &expirations, sizeof expirations) < 0) {
+    /* nothing to read: a spurious wake-up; the checks below are harmless */
+  }
+  if (now >= t->next_housekeeping) {
+    housekeeping(t, now);
+    t->next_housekeeping = now + HOUSEKEEPING_NS;
   }
   if (cfg.rate > 0 && !atomic_load(&aborted)) dispatch_due(t, now); /* due is capped at the schedule's end */
 }
@@ -464,18 +506,9 @@ static void *thread_main(void *arg) {
   pthread_barrier_wait(&go);
   if (atomic_load(&aborted)) return NULL;
 
-  /* the timer: open-loop send ticks, or housekeeping every 10 ms */
-  uint64_t tick = 10000000u;
-  if (cfg.rate > 0) {
-    tick = t->interval;
-    if (tick < 100000u) tick = 100000u;
-    if (tick > 1000000u) tick = 1000000u;
-  }
-  struct itimerspec its = {.it_interval = {.tv_sec = 0, .tv_nsec = (long)tick}, .it_value = {.tv_sec = (time_t)(t_start / 1000000000u), .tv_nsec = (long)(t_start % 1000000000u)}};
-  timerfd_settime(t->timer, TFD_TIMER_ABSTIME, &its, NULL);
-
   sleep_until(t_start);
   now = now_ns();
+  t->next_housekeeping = now;
   if (cfg.rate == 0) {
     for (int i = 0; i < t->n; i++) {
       conn *c = &t->conns[i];
@@ -486,21 +519,20 @@ static void *thread_main(void *arg) {
   } else {
     dispatch_due(t, now);
   }
+  arm_timer(t, next_wake(t, now));
   for (;;) {
     int n = epoll_wait(t->ep, evs, MAX_EVENTS, 100);
-    now = now_ns();
     for (int i = 0; i < n; i++) {
-      if (evs[i].data.ptr) {
-        on_event(evs[i].data.ptr, evs[i].events, now);
-      } else {
-        uint64_t expirations;
-        if (read(t->timer, &expirations, sizeof expirations) < 0) {
-        }
-        on_tick(t, now);
-      }
+      now = now_ns(); /* per event: a reply's latency must not include the batch before it */
+      if (evs[i].data.ptr) on_event(evs[i].data.ptr, evs[i].events, now);
+      else on_timer(t, now);
     }
+    now = now_ns();
+    if (n == 0 && now >= t->next_housekeeping) on_timer(t, now);
+    uint64_t wake = next_wake(t, now);
+    if (wake < t->armed_at || t->armed_at <= now) arm_timer(t, wake);
     if (now >= t_end) {
-      if (!t->cpu_done) on_tick(t, now);
+      if (!t->cpu_done) housekeeping(t, now);
       if (inflight_total(t) == 0 && (cfg.rate == 0 || t->scheduled >= t->due_limit)) break;
       if (now >= t_drain_end) {
         /* never answered, or (open loop) never even sent: no free connection until the end */
