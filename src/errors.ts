@@ -22,6 +22,11 @@ export const ERROR_CODES = {
   SHOAL_SEND_TIMEOUT: 'The peer stopped reading: its send queue stayed above the high water mark for sendTimeout.',
   SHOAL_IDLE_TIMEOUT: 'The connection sent nothing and had nothing in flight for idleTimeout.',
   SHOAL_TOO_MANY_CONNECTIONS: 'maxConnections (or maxConnectionsPerIp) was reached; the new connection was closed.',
+  SHOAL_PROXY_HEADER_INVALID: 'A PROXY protocol header from a trusted proxy is malformed, of a version the mode refuses, or missing; the connection is closed.',
+  SHOAL_PROXY_HEADER_REFUSED: 'A PROXY protocol header came from an address not in proxyProtocol.trusted (a spoofing attempt); the connection is closed.',
+  SHOAL_PROXY_HEADER_TIMEOUT: 'A trusted proxy sent no whole PROXY protocol header within proxyProtocol.headerTimeout; the connection is closed.',
+  SHOAL_TLS_HANDSHAKE_FAILED: 'A TLS handshake failed or ran past tlsHandshakeTimeout; the connection is closed.',
+  SHOAL_TLS_RELOAD_FAILED: 'reloadTls() could not read or use the certificate or key files; the previous ones stay in use.',
   SHOAL_CONNECTION_CLOSED: 'The connection closed before the request was answered (client side).',
   SHOAL_REQUEST_TIMEOUT: 'No reply arrived within the request timeout (client side).',
 } as const;
@@ -97,6 +102,13 @@ export class HandlerTimeoutError extends ShoalError {
 export class BadRequestError extends ShoalError {
   constructor(message: string) {
     super('SHOAL_BAD_REQUEST', message);
+  }
+}
+
+/** A PROXY protocol header that cannot be accepted; `offset` is where the parser stopped. */
+export class ProxyHeaderError extends ShoalError {
+  constructor(code: 'SHOAL_PROXY_HEADER_INVALID' | 'SHOAL_PROXY_HEADER_REFUSED' | 'SHOAL_PROXY_HEADER_TIMEOUT', message: string) {
+    super(code, message);
   }
 }
 
