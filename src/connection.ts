@@ -4,6 +4,8 @@ import type { ErrorCode } from './errors.js';
 import { FrameReader } from './framing/reader.js';
 import type { Framing } from './framing/types.js';
 import type { Dispatcher, DispatchTarget } from './dispatch/types.js';
+import type { Peer } from './edge/admission.js';
+import type { ProxyHeader } from './edge/proxy-protocol.js';
 import { childLogger } from './options.js';
 import type { Logger } from './options.js';
 
@@ -72,6 +74,8 @@ export class Connection implements DispatchTarget {
   readonly counters: ConnectionCounters = { framesIn: 0, bytesIn: 0, repliesOut: 0, bytesOut: 0, lateReplies: 0 };
 
   readonly #socket: Socket;
+  /** The client a PROXY header named, or null: the socket's own peer. */
+  readonly #peer: Peer | null;
   readonly #reader: FrameReader;
   readonly #dispatcher: Dispatcher;
   readonly #limits: ConnectionLimits;
@@ -108,9 +112,11 @@ export class Connection implements DispatchTarget {
     limits: ConnectionLimits,
     hooks: ConnectionHooks,
     logger: Logger,
+    peer: Peer | null = null,
   ) {
     this.id = id;
     this.#socket = socket;
+    this.#peer = peer;
     void socket.remoteAddress; // caches the peer address on the socket (see remoteAddress)
     this.#reader = new FrameReader(framing.createDecoder());
     this.#dispatcher = dispatcher;
@@ -152,15 +158,24 @@ export class Connection implements DispatchTarget {
   }
 
   /**
-   * The peer's address. Read once in the constructor, while the handle exists: Node
-   * caches it on the socket and answers from that cache after a reset destroyed the
-   * handle, so every close can name its peer.
+   * The client's address: the one a trusted proxy's PROXY header named, else the
+   * socket's peer. The socket's is read once in the constructor, while the handle
+   * exists: Node caches it on the socket and answers from that cache after a reset
+   * destroyed the handle, so every close can name its peer.
    */
   get remoteAddress(): string {
-    return this.#socket.remoteAddress ?? '';
+    return this.#peer !== null ? this.#peer.address : (this.#socket.remoteAddress ?? '');
   }
   get remotePort(): number {
-    return this.#socket.remotePort ?? 0;
+    return this.#peer !== null ? this.#peer.port : (this.#socket.remotePort ?? 0);
+  }
+  /** The PROXY header this connection came with (destination, TLVs), or null. */
+  get proxy(): ProxyHeader | null {
+    return this.#peer?.proxy ?? null;
+  }
+  /** The TCP peer itself (the proxy, when there is one). */
+  get socketAddress(): { address: string; port: number } {
+    return { address: this.#socket.remoteAddress ?? '', port: this.#socket.remotePort ?? 0 };
   }
 
   get state(): ConnState {

@@ -5,7 +5,10 @@ export type { ConnState, Budget } from './connection.js';
 export { connect, Client } from './client.js';
 export type { ClientOptions } from './client.js';
 export { DEFAULTS, resolveOptions } from './options.js';
-export type { ServerOptions, Codec, ErrorPolicy, Logger, RoutingOptions } from './options.js';
+export type { ServerOptions, Codec, ErrorPolicy, Logger, RoutingOptions, ProxyProtocolOptions } from './options.js';
+export { ProxyHeaderDecoder, encodeProxyV1, encodeProxyV2 } from './edge/proxy-protocol.js';
+export type { ProxyHeader, ProxyTlv, ProxyEndpoint, ProxyMode } from './edge/proxy-protocol.js';
+export type { TlsOptions } from './edge/tls.js';
 export * from './errors.js';
 export {
   FrameReader,

@@ -38,6 +38,7 @@ export const GROUPS = {
   budgets: 'Budgets (sizes like 64KiB, durations like 500ms, 10s, 5m)',
   shutdown: 'Shutdown and connection lifetime',
   pool: 'Worker pool',
+  edge: 'TLS and PROXY protocol (off unless --tls-cert / --proxy-protocol is given)',
   admin: 'Admin HTTP server (off unless --admin-port is given)',
   logging: 'Logging',
 } as const;
@@ -99,6 +100,9 @@ const LENGTH = resolveLengthOptions({ type: 'length' }, 1024);
 
 /** The admin server's defaults (admin.port has none: giving it turns the server on). */
 export const ADMIN_DEFAULTS = Object.freeze({ host: '127.0.0.1', allowPublic: false, metrics: true });
+
+/** PROXY protocol defaults (proxyProtocol.mode and .trusted have none: giving them turns it on). */
+export const PROXY_DEFAULTS = Object.freeze({ headerTimeout: 5_000 }); // ms for a trusted proxy's whole header
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -186,6 +190,27 @@ export const OPTIONS = {
   atomics: {
     kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['sync', 'async', 'disabled'], default: 'sync',
     help: "Piscina's wait mode: sync | async | disabled (async handlers want async)",
+  },
+
+  // ---- TLS and PROXY protocol (src/edge/) ---------------------------------------
+  tls: {
+    kind: 'custom', group: 'edge', help: 'TLS on the listener',
+    subFlags: [
+      { flag: 'tls-cert', arg: '<file>', help: 'serve TLS with this PEM certificate (chain); SIGHUP re-reads it' },
+      { flag: 'tls-key', arg: '<file>', help: 'the PEM private key of --tls-cert; SIGHUP re-reads it' },
+      { flag: 'tls-ca', arg: '<file>', help: 'PEM CAs that client certificates must chain to' },
+      { flag: 'tls-request-cert', boolean: true, help: 'require a client certificate signed by --tls-ca' },
+    ],
+  },
+  // Cuts handshake slowloris: a peer that opens TCP and never finishes the handshake.
+  tlsHandshakeTimeout: { kind: 'duration', group: 'edge', help: 'close a connection whose TLS handshake takes this long, 0 = off', default: 10_000, min: 0 },
+  proxyProtocol: {
+    kind: 'custom', group: 'edge', help: 'PROXY protocol from trusted proxies',
+    subFlags: [
+      { flag: 'proxy-protocol', arg: '<v1|v2|any>', help: 'read a PROXY protocol header (HAProxy send-proxy / send-proxy-v2) from --trusted-proxy peers' },
+      { flag: 'trusted-proxy', arg: '<cidr,...>', help: 'addresses or CIDR blocks allowed (and required) to send the header; a header from any other is refused' },
+      { flag: 'proxy-header-timeout', arg: '<dur>', help: 'a trusted proxy must send its whole header within this', defaultText: `${PROXY_DEFAULTS.headerTimeout / 1000}s` },
+    ],
   },
 
   // ---- admin -------------------------------------------------------------------

@@ -2,9 +2,13 @@ import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { InvalidOptionError } from './errors.js';
+import { ResolvedTls } from './edge/tls.js';
+import type { TlsOptions } from './edge/tls.js';
+import { parseCidr } from './edge/trusted.js';
+import type { ProxyMode } from './edge/proxy-protocol.js';
 import { createFraming, isFraming } from './framing/index.js';
 import type { BuiltinFramingOptions, Framing } from './framing/index.js';
-import { ADMIN_DEFAULTS, DEFAULTS, OPTIONS, PLAIN_SERVER_KEYS, POOL_KEYS, SERVER_KEYS } from './option-table.js';
+import { ADMIN_DEFAULTS, DEFAULTS, PROXY_DEFAULTS, OPTIONS, PLAIN_SERVER_KEYS, POOL_KEYS, SERVER_KEYS } from './option-table.js';
 import type { OptionDef, PlainServerKey, PlainValues, PoolKey } from './option-table.js';
 
 export { DEFAULTS } from './option-table.js';
@@ -59,6 +63,10 @@ export type ServerOptions = {
   admin?: AdminOptions | null;
   /** A pino-compatible logger; default: silent. */
   logger?: Logger | null;
+  /** TLS on the listener (cert and key as file paths or PEM); off when absent or null. */
+  tls?: TlsOptions | null;
+  /** Read a PROXY protocol header from trusted proxies; off when absent or null. */
+  proxyProtocol?: ProxyProtocolOptions | null;
 } & { [K in PlainServerKey]?: PlainValues[K] };
 
 export type ResolvedOptions = PlainValues & {
@@ -69,10 +77,51 @@ export type ResolvedOptions = PlainValues & {
   routing: { idBytes: 2 | 4 } | null;
   admin: ResolvedAdminOptions | null;
   logger: Logger;
+  tls: ResolvedTls | null;
+  proxyProtocol: ResolvedProxyProtocol | null;
 };
+
+/**
+ * PROXY protocol (HAProxy): a trusted proxy must send the header, whose client then
+ * names the connection; from any other address a header is refused.
+ */
+export interface ProxyProtocolOptions {
+  /** Which versions a trusted proxy may send: 'v1' (text), 'v2' (binary) or 'any'. */
+  mode: ProxyMode;
+  /** Addresses or CIDR blocks (IPv4, IPv6) allowed to send the header. At least one. */
+  trusted: string[];
+  /** ms for the whole header to arrive. Default 5 s. */
+  headerTimeout?: number;
+}
+
+export interface ResolvedProxyProtocol {
+  mode: ProxyMode;
+  trusted: string[];
+  headerTimeout: number;
+}
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set<string>(SERVER_KEYS);
 const ADMIN_KEYS = new Set<string>(['port', 'host', 'allowPublic', 'metrics']);
+const PROXY_KEYS = new Set<string>(['mode', 'trusted', 'headerTimeout']);
+
+function resolveProxyProtocol(p: ProxyProtocolOptions | null | undefined): ResolvedProxyProtocol | null {
+  if (p === undefined || p === null) return null;
+  if (typeof p !== 'object') throw new InvalidOptionError(`proxyProtocol must be an object like { mode: 'v2', trusted: ['10.0.0.0/8'] } or null`);
+  for (const key of Object.keys(p)) {
+    if (!PROXY_KEYS.has(key)) throw new InvalidOptionError(`unknown option 'proxyProtocol.${key}'${suggest(key, PROXY_KEYS)}`);
+  }
+  const { mode } = p;
+  if (mode !== 'v1' && mode !== 'v2' && mode !== 'any') throw new InvalidOptionError(`proxyProtocol.mode must be 'v1', 'v2' or 'any' (got ${JSON.stringify(mode)})`);
+  if (!Array.isArray(p.trusted) || p.trusted.length === 0) {
+    throw new InvalidOptionError("proxyProtocol.trusted must list the proxies allowed to send a header (addresses or CIDR blocks, e.g. ['10.0.0.0/8'])");
+  }
+  for (const c of p.trusted) parseCidr(c);
+  const headerTimeout = p.headerTimeout ?? PROXY_DEFAULTS.headerTimeout;
+  if (!Number.isInteger(headerTimeout) || headerTimeout < 1) {
+    throw new InvalidOptionError(`proxyProtocol.headerTimeout must be an integer >= 1 (ms) (got ${JSON.stringify(headerTimeout)})`);
+  }
+  return { mode, trusted: [...p.trusted], headerTimeout };
+}
 
 /** localhost, 127.0.0.0/8, ::1 and ::ffff:127.x: addresses no other machine can reach. */
 export function isLoopback(host: string): boolean {
@@ -217,6 +266,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     routing: resolveRouting(o.routing),
     admin: resolveAdmin(o.admin),
     logger: o.logger ?? silentLogger,
+    tls: o.tls == null ? null : new ResolvedTls(o.tls),
+    proxyProtocol: resolveProxyProtocol(o.proxyProtocol),
   };
   if (resolved.sendLowWater > resolved.sendHighWater) {
     throw new InvalidOptionError(

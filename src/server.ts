@@ -1,11 +1,17 @@
 import { EventEmitter, once } from 'node:events';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { AdminServer } from './admin/server.js';
 import { createSharedMetrics } from './admin/shared.js';
 import { Connection } from './connection.js';
 import type { Budget, ConnectionHooks, ConnectionLimits } from './connection.js';
 import { InlineDispatcher } from './dispatch/inline.js';
+import { ProxyAdmission } from './edge/admission.js';
+import type { AdmissionHooks, Peer } from './edge/admission.js';
+import { TlsTerminator } from './edge/tls.js';
+import { TrustedProxies } from './edge/trusted.js';
 import { PoolDispatcher } from './dispatch/pool.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats } from './dispatch/types.js';
 import { ShoalError } from './errors.js';
@@ -47,6 +53,12 @@ export interface ServerCounters {
   frameErrors: number;
   handlerErrors: number;
   workerFailures: number;
+  /** PROXY headers refused from untrusted addresses (forged client addresses). */
+  proxyHeadersRefused: number;
+  /** Trusted peers whose PROXY header was malformed, missing or late. */
+  proxyHeaderErrors: number;
+  /** TLS handshakes that failed or ran past tlsHandshakeTimeout. */
+  tlsHandshakeFailures: number;
 }
 
 /** Every budget that can be hit, by the option that sets it. */
@@ -70,8 +82,11 @@ export interface DrainReport {
 }
 
 const TICK_MS = 250;
-/** A budget hit is logged at most this often (with the count of hits in between). */
+/** A budget hit (or an edge refusal) is logged at most this often per kind (with the count in between). */
 const BUDGET_LOG_INTERVAL_MS = 5_000;
+/** Where a raw socket handed to TLS keeps the peer its PROXY header named. */
+const PEER = Symbol('shoal.peer');
+type RawSocket = Socket & { [PEER]?: Peer | null };
 /** Budgets that are ordinary back pressure: logged at debug, not warn. */
 const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection', 'sendHighWater']);
 
@@ -102,6 +117,9 @@ export class ShoalServer extends EventEmitter {
     frameErrors: 0,
     handlerErrors: 0,
     workerFailures: 0,
+    proxyHeadersRefused: 0,
+    proxyHeaderErrors: 0,
+    tlsHandshakeFailures: 0,
   };
   readonly #limits: ConnectionLimits;
   #net: NetServer | null = null;
@@ -110,8 +128,28 @@ export class ShoalServer extends EventEmitter {
   #tick: NodeJS.Timeout | null = null;
   #closing: Promise<DrainReport> | null = null;
   readonly #budgetHits: Partial<Record<BudgetName, number>> = {};
-  readonly #budgetLogged = new Map<BudgetName, { at: number; count: number }>();
+  readonly #budgetLogged = new Map<string, { at: number; count: number }>();
   readonly #admin: AdminServer | null;
+  /** PROXY protocol (options.proxyProtocol), else null: no stage before the Connection. */
+  readonly #trusted: TrustedProxies | null;
+  /** Sockets waiting for (or being checked for) their PROXY header. */
+  readonly #admissions = new Map<Socket, ProxyAdmission>();
+  readonly #admissionHooks: AdmissionHooks = {
+    admitted: ({ socket, peer }) => {
+      this.#admissions.delete(socket);
+      this.#afterProxy(socket, peer);
+    },
+    refused: (socket, error) => {
+      this.#admissions.delete(socket);
+      if (error.code === 'SHOAL_PROXY_HEADER_REFUSED') this.#counters.proxyHeadersRefused++;
+      else this.#counters.proxyHeaderErrors++;
+      this.#edgeRefused(error, socket.remoteAddress);
+    },
+  };
+  /** TLS termination (options.tls), else null: sockets go to the Connection as they are. */
+  readonly #tls: TlsTerminator | null;
+  /** Raw sockets in a TLS handshake. */
+  readonly #handshakes = new Set<RawSocket>();
 
   constructor(options: ServerOptions) {
     super();
@@ -146,6 +184,16 @@ export class ShoalServer extends EventEmitter {
       o.logger.warn({ reason, threadId }, 'worker replaced');
     });
     this.#admin = o.admin ? new AdminServer(this, o.admin, shared) : null;
+    this.#trusted = o.proxyProtocol ? new TrustedProxies(o.proxyProtocol.trusted) : null;
+    this.#tls = o.tls
+      ? new TlsTerminator(o.tls, o.tlsHandshakeTimeout, {
+          secure: (socket) => this.#onSecure(socket),
+          failed: (error, socket) => {
+            this.#counters.tlsHandshakeFailures++;
+            this.#edgeRefused(error, (socket as Socket).remoteAddress);
+          },
+        })
+      : null;
     this.#limits = {
       maxInFlight: o.maxInFlightPerConnection,
       sendHighWater: o.sendHighWater,
@@ -237,13 +285,55 @@ export class ShoalServer extends EventEmitter {
     }
     // Over a cap the connection is accepted and closed at once (the peer sees a
     // close, not a hang): libuv has already accepted it, so that is the honest answer.
-    if (this.#connections.size >= o.maxConnections) {
+    // Sockets still in their PROXY header or TLS handshake count too.
+    if (this.#connections.size + this.#admissions.size + this.#handshakes.size >= o.maxConnections) {
       this.#reject(socket, 'maxConnections', o.maxConnections);
       return;
     }
+    if (this.#trusted !== null) {
+      const pp = o.proxyProtocol!;
+      const trusted = this.#trusted.has(socket.remoteAddress ?? '');
+      this.#admissions.set(socket, new ProxyAdmission(socket, trusted, pp.mode, Date.now() + pp.headerTimeout, this.#admissionHooks));
+      return;
+    }
+    this.#afterProxy(socket, null);
+  };
+
+  /** After the PROXY header (if any): the TLS handshake (if any), then the Connection. */
+  #afterProxy(socket: RawSocket, peer: Peer | null): void {
+    if (this.#state !== 'listening') {
+      socket.destroy();
+      return;
+    }
+    if (this.#tls === null) {
+      this.#accept(socket, peer);
+      return;
+    }
+    if (peer !== null) socket[PEER] = peer;
+    this.#handshakes.add(socket);
+    socket.once('close', () => this.#handshakes.delete(socket));
+    this.#tls.accept(socket);
+  }
+
+  #onSecure(socket: TLSSocket): void {
+    // node:tls made this TLSSocket from our raw socket (emit('connection')); _parent is that socket.
+    const raw = (socket as TLSSocket & { _parent?: RawSocket })._parent ?? null;
+    if (raw !== null) this.#handshakes.delete(raw);
+    if (this.#state !== 'listening') {
+      socket.destroy();
+      return;
+    }
+    // Like the plain listener: the peer's FIN ends its side only; replies still go out.
+    socket.allowHalfOpen = true;
+    this.#accept(socket, raw?.[PEER] ?? null);
+  }
+
+  /** Make the Connection. `peer` (from a PROXY header) names the client instead of the socket. */
+  #accept(socket: Socket, peer: Peer | null): void {
+    const o = this.options;
     if (o.maxConnectionsPerIp > 0) {
       // Only with the cap on: reading the peer address costs memory per connection.
-      const ip = socket.remoteAddress ?? '';
+      const ip = peer?.address ?? socket.remoteAddress ?? '';
       const open = this.#perIp.get(ip) ?? 0;
       if (open >= o.maxConnectionsPerIp) {
         this.#reject(socket, 'maxConnectionsPerIp', o.maxConnectionsPerIp);
@@ -252,11 +342,36 @@ export class ShoalServer extends EventEmitter {
       this.#perIp.set(ip, open + 1);
     }
     this.#counters.connectionsAccepted++;
-    const conn = new Connection(this.#nextId++, socket, o.framing, this.#dispatcher, this.#limits, this.#hooks, o.logger);
+    const conn = new Connection(this.#nextId++, socket, o.framing, this.#dispatcher, this.#limits, this.#hooks, o.logger, peer);
     this.#connections.add(conn);
+    // Bytes read before the hand-over (after a PROXY header) wait in the socket, paused.
+    if (this.#trusted !== null) socket.resume();
     if (this.#dispatcher.saturated) conn.setPoolPaused(true);
     this.emit('connection', conn);
-  };
+  }
+
+  /**
+   * Re-read the TLS certificate and key files and use them for new handshakes; open
+   * connections keep theirs. On failure the current ones stay, the reason is logged,
+   * and this throws SHOAL_TLS_RELOAD_FAILED. SIGHUP calls it under `shoal start`.
+   */
+  reloadTls(): void {
+    if (this.#tls === null) throw new ShoalError('SHOAL_INVALID_OPTION', 'reloadTls(): this server has no tls option');
+    try {
+      this.#tls.reload();
+    } catch (err) {
+      this.options.logger.error({ code: (err as ShoalError).code, err: (err as Error).message }, 'TLS reload failed: the current certificate stays in use');
+      throw err;
+    }
+    this.options.logger.info({ tls: this.options.tls }, 'TLS certificate reloaded: new handshakes use it');
+    this.emit('tlsReload');
+  }
+
+  /** A connection refused before it became a Connection (PROXY header, TLS handshake): count, log rate-limited. */
+  #edgeRefused(error: ShoalError, remote: string | undefined): void {
+    this.emit('edgeError', error, remote);
+    this.#logThrottled(error.code, 'warn', { code: error.code, err: error.message, remote }, 'connection refused');
+  }
 
   #reject(socket: Socket, budget: BudgetName, limit: number): void {
     this.#counters.connectionsRejected++;
@@ -272,16 +387,19 @@ export class ShoalServer extends EventEmitter {
   #budgetHit(budget: BudgetName, details: Record<string, unknown> = {}): void {
     this.#budgetHits[budget] = (this.#budgetHits[budget] ?? 0) + 1;
     this.emit('budget', budget, details);
+    this.#logThrottled(budget, BACKPRESSURE.has(budget) ? 'debug' : 'warn', { budget, ...details, total: this.#budgetHits[budget] }, 'budget hit');
+  }
+
+  /** Log at most once per BUDGET_LOG_INTERVAL_MS per key, saying how many were not logged in between. */
+  #logThrottled(key: string, level: 'debug' | 'warn', details: Record<string, unknown>, msg: string): void {
     const now = Date.now();
-    const last = this.#budgetLogged.get(budget);
+    const last = this.#budgetLogged.get(key);
     if (last && now - last.at < BUDGET_LOG_INTERVAL_MS) {
       last.count++;
       return;
     }
-    const suppressed = last?.count ?? 0;
-    this.#budgetLogged.set(budget, { at: now, count: 0 });
-    const log = BACKPRESSURE.has(budget) ? this.options.logger.debug : this.options.logger.warn;
-    log.call(this.options.logger, { budget, ...details, hitsSinceLastLog: suppressed, total: this.#budgetHits[budget] }, 'budget hit');
+    this.#budgetLogged.set(key, { at: now, count: 0 });
+    this.options.logger[level]({ ...details, hitsSinceLastLog: last?.count ?? 0 }, msg);
   }
 
   readonly #onConnectionClose = (conn: Connection, error: ShoalError | null): void => {
@@ -316,6 +434,7 @@ export class ShoalServer extends EventEmitter {
   readonly #onTick = (): void => {
     const now = Date.now();
     for (const c of this.#connections) c.tick(now);
+    for (const a of this.#admissions.values()) a.tick(now);
   };
 
   /**
@@ -385,6 +504,10 @@ export class ShoalServer extends EventEmitter {
     o.logger.info({ connections: report.connections, drainTimeout }, 'shutdown: stop accepting, draining connections');
     const net = this.#net;
     const listenerClosed = net ? new Promise<void>((r) => net.close(() => r())) : Promise.resolve();
+    // Not yet connections (PROXY header, TLS handshake): nothing of theirs was read; drop them.
+    for (const a of [...this.#admissions.values()]) a.destroy();
+    this.#admissions.clear();
+    for (const h of [...this.#handshakes]) h.destroy();
     for (const c of this.#connections) c.shutdown(o.goAway);
     if (this.#connections.size > 0) {
       await waitAtMost(once(this, 'idle'), drainTimeout);

@@ -194,6 +194,39 @@ const CUSTOM_FROM_FLAGS: { [K in CustomKey]: (v: Values) => ServerOptions[K] | u
     return admin;
   },
   logger: () => undefined, // made in startMain from --log-level
+  tls: (v) => {
+    const cert = v['tls-cert'] as string | undefined;
+    const key = v['tls-key'] as string | undefined;
+    if (cert === undefined && key === undefined) {
+      if (v['tls-ca'] !== undefined || v['tls-request-cert']) throw new InvalidOptionError('--tls-ca and --tls-request-cert need --tls-cert and --tls-key');
+      return undefined;
+    }
+    if (cert === undefined || key === undefined) throw new InvalidOptionError('TLS needs both --tls-cert <file> and --tls-key <file>');
+    const tls: NonNullable<ServerOptions['tls']> = { cert, key };
+    if (v['tls-ca'] !== undefined) tls.ca = v['tls-ca'] as string;
+    if (v['tls-request-cert']) {
+      if (tls.ca === undefined) throw new InvalidOptionError('--tls-request-cert needs --tls-ca <file> (the CAs client certificates must chain to)');
+      tls.requestCert = true;
+    }
+    return tls;
+  },
+  proxyProtocol: (v) => {
+    const mode = v['proxy-protocol'] as string | undefined;
+    if (mode === undefined) {
+      if (v['trusted-proxy'] !== undefined || v['proxy-header-timeout'] !== undefined) {
+        throw new InvalidOptionError('--trusted-proxy and --proxy-header-timeout need --proxy-protocol v1|v2|any');
+      }
+      return undefined;
+    }
+    const trusted = v['trusted-proxy'] as string | undefined;
+    if (trusted === undefined) throw new InvalidOptionError('--proxy-protocol needs --trusted-proxy <cidr,...> (the proxies allowed to send the header)');
+    const pp: NonNullable<ServerOptions['proxyProtocol']> = {
+      mode: parseChoice('proxy-protocol', mode, ['v1', 'v2', 'any'] as const),
+      trusted: trusted.split(',').map((c) => c.trim()).filter((c) => c !== ''),
+    };
+    if (v['proxy-header-timeout'] !== undefined) pp.headerTimeout = parseDuration('proxy-header-timeout', v['proxy-header-timeout'] as string);
+    return pp;
+  },
 };
 
 /** Map flags to ServerOptions (plus listen() and CLI-only values); options.ts validates. */

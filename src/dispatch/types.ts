@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import type { ProxyHeader } from '../edge/proxy-protocol.js';
 import type { SerializedError } from '../errors.js';
 
 /**
@@ -9,6 +10,11 @@ export interface DispatchTarget {
   readonly id: number;
   readonly remoteAddress: string;
   readonly remotePort: number;
+  /**
+   * The PROXY protocol header the connection came with (destination address and
+   * port, TLVs), or null. For ctx.proxy; per connection, never per message.
+   */
+  readonly proxy?: ProxyHeader | null;
   /**
    * Replies for `count` consecutive messages starting at `seq`, already framed
    * (null: none). `close`: close the connection after writing them.
