@@ -1,5 +1,7 @@
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, isIP } from 'node:net';
 import type { Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { InvalidOptionError, ShoalError } from './errors.js';
 import { FrameReader, createFraming, encodeFrame, isFraming } from './framing/index.js';
 import type { BuiltinFramingOptions, Framing } from './framing/index.js';
@@ -13,8 +15,13 @@ export interface ClientOptions {
   maxFrame?: number;
   /** ms to wait for each reply; 0 = no timeout. Default 30 s. */
   timeout?: number;
-  /** ms to wait for the TCP connection. Default 10 s. */
+  /** ms to wait for the TCP connection (and the TLS handshake). Default 10 s. */
   connectTimeout?: number;
+  /**
+   * Speak TLS: node:tls connect options (ca, servername, cert, key, rejectUnauthorized, ...);
+   * `true` for the defaults (the system's CAs). servername defaults to a host that is not an IP.
+   */
+  tls?: TlsConnectionOptions | true;
 }
 
 interface Pending {
@@ -61,14 +68,18 @@ export class Client {
       ? options.framing
       : createFraming(options.framing ?? { type: 'length' }, maxFrame);
     if (!Number.isInteger(options.port)) throw new InvalidOptionError(`port must be an integer (got ${options.port})`);
-    const socket = netConnect({ host: options.host ?? '127.0.0.1', port: options.port });
+    const host = options.host ?? '127.0.0.1';
+    const tls = options.tls === true ? {} : options.tls;
+    const socket: Socket = tls
+      ? tlsConnect({ ...(isIP(host) ? {} : { servername: host }), ...tls, host, port: options.port })
+      : netConnect({ host, port: options.port });
     const connectTimeout = options.connectTimeout ?? 10_000;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new ShoalError('SHOAL_REQUEST_TIMEOUT', `connect to ${options.host ?? '127.0.0.1'}:${options.port} timed out`));
       }, connectTimeout);
-      socket.once('connect', () => {
+      socket.once(tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         resolve();
       });

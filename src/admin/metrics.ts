@@ -243,6 +243,14 @@ export class ShoalMetrics {
         { labels: { outcome: 'rejected' }, value: c.connectionsRejected },
       ];
     });
+    add('shoal_tls_handshake_failures_total', 'TLS handshakes that failed or ran past tlsHandshakeTimeout (the connection was closed).', 'counter', one((s) => s.counters.tlsHandshakeFailures));
+    add('shoal_proxy_headers_rejected_total', 'Connections closed over their PROXY protocol header, by reason: refused (from an untrusted address) or invalid (malformed, missing or late from a trusted one).', 'counter', () => {
+      const c = this.#take().stats.counters;
+      return [
+        { labels: { reason: 'refused' }, value: c.proxyHeadersRefused },
+        { labels: { reason: 'invalid' }, value: c.proxyHeaderErrors },
+      ];
+    });
     add('shoal_frames_received_total', 'Frames cut from client byte streams.', 'counter', one((s) => s.counters.framesIn));
     add('shoal_replies_sent_total', 'Messages answered (each may have zero, one or several reply frames).', 'counter', one((s) => s.counters.repliesOut));
     add('shoal_bytes_received_total', 'Bytes read from clients.', 'counter', one((s) => s.counters.bytesIn));
