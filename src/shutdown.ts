@@ -39,3 +39,26 @@ export function handleSignals(
     for (const s of SHUTDOWN_SIGNALS) process.off(s, onSignal);
   };
 }
+
+/**
+ * SIGHUP re-reads what can change under a running server: today the TLS
+ * certificate and key (server.reloadTls()). A failure is logged by the server
+ * and the current certificate stays. Returns a function that removes the handler.
+ */
+export function handleReloadSignal(server: ShoalServer, logger: Logger): () => void {
+  const onHup = (): void => {
+    if (server.options.tls === null) {
+      logger.info({ signal: 'SIGHUP' }, 'SIGHUP: nothing to reload (no TLS)');
+      return;
+    }
+    try {
+      server.reloadTls();
+    } catch {
+      // logged by reloadTls(); the old certificate keeps serving
+    }
+  };
+  process.on('SIGHUP', onHup);
+  return () => {
+    process.off('SIGHUP', onHup);
+  };
+}

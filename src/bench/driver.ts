@@ -13,8 +13,11 @@
  * memory when the driver runs in a worker thread): progress and per-second samples
  * need no messages.
  */
-import { connect as netConnect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect as netConnect, isIP } from 'node:net';
 import type { Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import { createHistogram, encodeHistogram } from './histogram.js';
@@ -52,6 +55,8 @@ export interface DriverConfig {
   amount: number;
   timeout: number;
   message: MessageSpec;
+  /** TLS (bench --tls): a CA file to verify against, or insecure; null = plain TCP. */
+  tls: { ca: string | null; insecure: boolean } | null;
 }
 
 /** Absolute times (ms since the epoch, performance.timeOrigin + now) so every thread agrees. */
@@ -138,6 +143,8 @@ class Conn {
 
 export class Driver {
   readonly #cfg: DriverConfig;
+  /** The TLS options, made on first connect (undefined until then). */
+  #tls: TlsConnectionOptions | undefined = undefined;
   readonly #counters: Float64Array;
   readonly #base: number;
   readonly #conns: Conn[] = [];
@@ -211,12 +218,36 @@ export class Driver {
     return { connected: this.#conns.filter((c) => c.ready).length, error: firstError };
   }
 
+  /** node:tls options for every connection of this driver (the CA file read once), or null. */
+  #tlsOptions(): TlsConnectionOptions | null {
+    const t = this.#cfg.tls;
+    if (t === null) return null;
+    if (this.#tls === undefined) {
+      const host = this.#cfg.host;
+      this.#tls = {
+        ...(isIP(host) ? {} : { servername: host }),
+        ...(t.ca !== null ? { ca: readFileSync(t.ca) } : {}),
+        rejectUnauthorized: !t.insecure,
+      };
+    }
+    return this.#tls;
+  }
+
+  /** TLS: node:tls has no `onread`, so replies arrive as 'data' chunks (one Buffer per read). */
+  #openTls(conn: Conn, tls: TlsConnectionOptions): Socket {
+    const socket = tlsConnect({ ...tls, host: this.#cfg.host, port: this.#cfg.port });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk.length, chunk));
+    return socket;
+  }
+
   #open(conn: Conn, onFirst?: (err: string | null) => void): void {
     const cfg = this.#cfg;
     conn.reconnectTimer = null;
     conn.expectClose = false;
     conn.lastError = '';
-    const socket = netConnect({
+    const tls = this.#tlsOptions();
+    const socket = tls !== null ? this.#openTls(conn, tls) : netConnect({
       host: cfg.host,
       port: cfg.port,
       noDelay: true,
@@ -236,7 +267,7 @@ export class Driver {
       socket.destroy();
     }, cfg.timeout);
     socket.once('close', () => clearTimeout(connectTimer));
-    socket.once('connect', () => {
+    socket.once(tls !== null ? 'secureConnect' : 'connect', () => {
       clearTimeout(connectTimer);
       conn.ready = true;
       this.#add(C.CONNECTED, 1);

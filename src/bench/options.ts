@@ -38,6 +38,8 @@ export interface BenchOptions {
   protocol: BenchProtocol;
   framing: BuiltinFramingOptions;
   maxFrame: number;
+  /** Speak TLS; `ca` (a PEM file) verifies the server, `insecure` skips verification. */
+  tls: { ca: string | null; insecure: boolean } | null;
   json: boolean;
   progress: boolean;
 }
@@ -87,6 +89,12 @@ Message
       --eol <lf|crlf>       line: what requests end with (default lf)
       --max-frame <size>    largest reply accepted (default 1MiB)
 
+TLS
+      --tls                 connect with TLS (the handshake is not timed; replies are)
+      --ca <file>           PEM CA that the server's certificate must chain to
+                            (default: the system's CAs)
+      --insecure            do not verify the server's certificate (self-signed tests)
+
 Output
   -j, --json                print one JSON object instead of tables
   -n, --no-progress         no progress bar
@@ -120,6 +128,9 @@ const FLAGS = {
   'frame-length': { type: 'string' },
   eol: { type: 'string' },
   'max-frame': { type: 'string' },
+  tls: { type: 'boolean' },
+  ca: { type: 'string' },
+  insecure: { type: 'boolean' },
   json: { type: 'boolean', short: 'j' },
   'no-progress': { type: 'boolean', short: 'n' },
   help: { type: 'boolean', short: 'h' },
@@ -185,6 +196,8 @@ export function parseBenchArgs(argv: string[]): { help: true } | { help: false; 
       framing = { type };
       break;
   }
+  if (!v.tls && (s('ca') !== undefined || v.insecure)) throw new InvalidOptionError('--ca and --insecure need --tls');
+  if (s('ca') !== undefined && v.insecure) throw new InvalidOptionError('--ca and --insecure exclude each other: verify against the CA, or not at all');
   const protocol = parseChoice('protocol', s('protocol') ?? (type === 'length' ? 'bench' : 'echo'), ['bench', 'echo'] as const);
   const options: BenchOptions = {
     host,
@@ -202,6 +215,7 @@ export function parseBenchArgs(argv: string[]): { help: true } | { help: false; 
     protocol,
     framing,
     maxFrame,
+    tls: v.tls ? { ca: s('ca') ?? null, insecure: v.insecure === true } : null,
     json: v.json === true,
     progress: v['no-progress'] !== true,
   };
@@ -214,6 +228,7 @@ export function validateBenchOptions(partial: Partial<BenchOptions> & { port: nu
     ...BENCH_DEFAULTS,
     protocol: partial.framing && partial.framing.type !== 'length' ? 'echo' : 'bench',
     framing: { type: 'length' },
+    tls: null,
     json: false,
     progress: false,
     ...partial,

@@ -156,6 +156,7 @@ export async function runBench(input: Partial<BenchOptions> & { port: number }, 
       amount: o.amount,
       timeout: o.timeout,
       message,
+      tls: o.tls,
     };
     return shared ? workerThread(cfg, shared, t * COUNTER_SLOTS) : inlineThread(cfg, counters);
   });

@@ -7,7 +7,7 @@ import type { CustomKey, Group, OptionDef, OptionKey, SubFlag } from '../option-
 import { checkValue, suggest } from '../options.js';
 import type { ServerOptions } from '../options.js';
 import { createServer } from '../server.js';
-import { handleSignals } from '../shutdown.js';
+import { handleReloadSignal, handleSignals } from '../shutdown.js';
 import { parseChoice, parseDuration, parseEscapes, parseInteger, parseSize } from './args.js';
 
 // Flags, --help and the mapping to createServer() options all come from the option
@@ -23,6 +23,7 @@ const HELP_TAIL = `
   -h, --help                  this help
 
 Signals: SIGINT, SIGTERM or SIGQUIT drain and exit 0; a second signal exits 1 at once.
+SIGHUP re-reads the TLS certificate and key (new handshakes use them; a bad file keeps the old).
 
 Examples
   shoal start --handler examples/bench-protocol/handler.js
@@ -255,6 +256,7 @@ export async function startMain(argv: string[]): Promise<number> {
   const effective = { ...server.options, framing: server.options.framingSpec ?? server.options.framing.name, logger: undefined, goAway: server.options.goAway ? `${server.options.goAway.length} bytes` : null };
   logger.info({ config: effective }, 'starting');
   handleSignals(server, logger);
+  handleReloadSignal(server, logger);
   await server.listen({ host, port });
   return -1; // keep running: exit happens on a signal
 }

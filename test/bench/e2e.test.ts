@@ -106,3 +106,36 @@ describe('shoal bench against a server that lies once', () => {
   });
 });
 
+
+describe('shoal bench --tls against a live TLS server', () => {
+  const TLS = fileURLToPath(new URL('../fixtures/tls/', import.meta.url));
+  let server: ShoalServer;
+  let port: number;
+  beforeAll(async () => {
+    server = createServer({ handler: HANDLER, workers: 0, drainTimeout: 2000, tls: { cert: `${TLS}server.crt`, key: `${TLS}server.key` } });
+    ({ port } = await server.listen({ host: '127.0.0.1', port: 0 }));
+  });
+  afterAll(() => server.close());
+
+  it('--ca verifies the server; every reply verified, also from generator threads', async () => {
+    for (const workers of [0, 2]) {
+      const r = await runBench({ port, connections: 4, pipelining: 8, amount: 2000, iterations: 1, workers, tls: { ca: `${TLS}ca.crt`, insecure: false } });
+      expect(r.errors).toMatchObject({ total: 0, mismatches: 0, connectErrors: 0 });
+      expect(r.requests).toMatchObject({ sent: 2000, answered: 2000 });
+    }
+    expect(server.stats().counters.tlsHandshakeFailures).toBe(0);
+  });
+
+  it('--insecure skips verification; without --ca or --insecure a test CA is refused', async () => {
+    const ok = await runBench({ port, connections: 2, pipelining: 2, amount: 100, tls: { ca: null, insecure: true } });
+    expect(ok.errors.total).toBe(0);
+    await expect(runBench({ port, connections: 1, pipelining: 1, amount: 10, timeout: 2000, tls: { ca: null, insecure: false } })).rejects.toThrow(/could not connect/);
+  });
+
+  it('flags: --ca and --insecure need --tls and exclude each other', async () => {
+    const { parseBenchArgs } = await import('../../dist/src/bench/options.js');
+    expect(parseBenchArgs(['--tls', '--ca', 'x.pem', '8000'])).toMatchObject({ options: { tls: { ca: 'x.pem', insecure: false } } });
+    expect(() => parseBenchArgs(['--insecure', '8000'])).toThrow(/need --tls/);
+    expect(() => parseBenchArgs(['--tls', '--ca', 'x', '--insecure', '8000'])).toThrow(/exclude each other/);
+  });
+});
