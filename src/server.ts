@@ -1,7 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { AdminServer } from './admin/server.js';
 import { createSharedMetrics } from './admin/shared.js';
@@ -188,9 +187,9 @@ export class ShoalServer extends EventEmitter {
     this.#tls = o.tls
       ? new TlsTerminator(o.tls, o.tlsHandshakeTimeout, {
           secure: (socket) => this.#onSecure(socket),
-          failed: (error, socket) => {
+          failed: (error, remote) => {
             this.#counters.tlsHandshakeFailures++;
-            this.#edgeRefused(error, (socket as Socket).remoteAddress);
+            this.#edgeRefused(error, remote);
           },
         })
       : null;

@@ -111,8 +111,8 @@ export class ResolvedTls {
 
 export interface TlsHooks {
   secure(socket: TLSSocket): void;
-  /** A handshake failed or timed out; the socket is destroyed already. */
-  failed(error: ShoalError, socket: Duplex): void;
+  /** A handshake failed or timed out; the socket is destroyed already. `remote`: the peer's address. */
+  failed(error: ShoalError, remote: string | undefined): void;
 }
 
 export class TlsTerminator {
@@ -131,8 +131,9 @@ export class TlsTerminator {
     this.#server.on('secureConnection', (socket: TLSSocket) => hooks.secure(socket));
     this.#server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
       // node:tls leaves the socket open after a failed handshake: a silent peer would stay.
+      const remote = socket.remoteAddress;
       socket.destroy();
-      hooks.failed(new ShoalError('SHOAL_TLS_HANDSHAKE_FAILED', `${err.code ?? 'TLS'}: ${err.message}`, { cause: err }), socket);
+      hooks.failed(new ShoalError('SHOAL_TLS_HANDSHAKE_FAILED', `${err.code ?? 'TLS'}: ${err.message}`, { cause: err }), remote);
     });
   }
 
