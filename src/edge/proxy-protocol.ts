@@ -24,14 +24,17 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { ProxyHeaderError } from '../errors.js';
 import { crc32c } from './crc32c.js';
 
+/** Which header versions a trusted proxy may send. */
 export type ProxyMode = 'v1' | 'v2' | 'any';
 
+/** One v2 type-length-value extension, as sent. */
 export interface ProxyTlv {
   /** PP2_TYPE_*: 0x01 ALPN, 0x02 AUTHORITY, 0x03 CRC32C, 0x04 NOOP, 0x05 UNIQUE_ID, 0x20 SSL, 0x30 NETNS, ... */
   type: number;
   value: Buffer;
 }
 
+/** An address and port named by a header (a UNIX socket path with port 0). */
 export interface ProxyEndpoint {
   address: string;
   port: number;
@@ -51,6 +54,7 @@ export interface ProxyHeader {
   tlvs: ProxyTlv[];
 }
 
+/** What ProxyHeaderDecoder.push() returns once the header is whole. */
 export interface ProxyDecodeResult {
   header: ProxyHeader;
   /** Bytes that followed the header in the input: the client's stream, unchanged. */
@@ -305,13 +309,14 @@ function printable(b: Uint8Array): string {
 
 // ---- writers (the client side: tests, a future shoal client behind nothing) -------
 
-/** A v1 line for `header` (TCP4, TCP6 or UNKNOWN). */
+/** A v1 line naming `source` and `destination` (TCP4 or TCP6 by the address), or UNKNOWN when either is null. */
 export function encodeProxyV1(source: ProxyEndpoint | null, destination: ProxyEndpoint | null): Buffer {
   if (source === null || destination === null) return Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
   const proto = isIPv4(source.address) ? 'TCP4' : 'TCP6';
   return Buffer.from(`PROXY ${proto} ${source.address} ${destination.address} ${source.port} ${destination.port}\r\n`, 'latin1');
 }
 
+/** What encodeProxyV2() writes: PROXY (default) or LOCAL, the addresses, TLVs, a CRC32C. */
 export interface EncodeV2Options {
   command?: 'proxy' | 'local';
   source?: ProxyEndpoint | null;
