@@ -54,13 +54,40 @@ export interface FailureOutcome {
 
 export class Context implements HandlerContext {
   extra: unknown[] | null = null;
+  #addr: string | null;
+  readonly #addrBytes: Uint8Array | null;
+  readonly #addrAt: number;
+  readonly #addrLength: number;
+
+  /**
+   * `remoteAddress` null: decoded on first use from `addrLength` latin1 bytes of
+   * `addrBytes` at `addrAt` (in a worker the address travels as bytes beside the frame;
+   * most handlers never read it).
+   */
   constructor(
     readonly connectionId: number,
     readonly sequence: number,
-    readonly remoteAddress: string,
+    remoteAddress: string | null,
     readonly remotePort: number,
     public routeId: number | undefined,
-  ) {}
+    addrBytes: Uint8Array | null = null,
+    addrAt = 0,
+    addrLength = 0,
+  ) {
+    this.#addr = remoteAddress;
+    this.#addrBytes = addrBytes;
+    this.#addrAt = addrAt;
+    this.#addrLength = addrLength;
+  }
+
+  get remoteAddress(): string {
+    if (this.#addr === null) {
+      const b = this.#addrBytes!;
+      this.#addr = Buffer.from(b.buffer, b.byteOffset + this.#addrAt, this.#addrLength).toString('latin1');
+    }
+    return this.#addr;
+  }
+
   send(reply: unknown): void {
     (this.extra ??= []).push(reply);
   }

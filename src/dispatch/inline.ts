@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
+import type { SerializedError } from '../errors.js';
 import type { Framing } from '../framing/types.js';
 import { Context, HandlerRuntime } from '../../workers/runtime.js';
 import type { Replies, RuntimeSpec } from '../../workers/runtime.js';
-import { withTimeout } from '../../workers/batch.js';
+import { MessageRunner } from '../../workers/message.js';
+import type { ReplySink } from '../../workers/message.js';
 import { waitAtMost } from '../wait.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
@@ -34,6 +36,45 @@ export interface HandlerTiming {
 }
 
 /**
+ * Runs messages on the main thread, replies straight to their connection: the one
+ * message path (workers/message.ts) with a sink that frames and delivers. Used by
+ * `workers: 0` and by the pool for the messages its adaptive offload keeps inline.
+ */
+export class InlineExecutor implements ReplySink<DispatchTarget> {
+  readonly #framing: Framing;
+  readonly #events: DispatchEvents;
+  readonly runner: MessageRunner<DispatchTarget>;
+  /** Async handlers not settled yet. */
+  pending = 0;
+
+  constructor(runtime: HandlerRuntime, framing: Framing, events: DispatchEvents, asyncTimeout: number) {
+    this.#framing = framing;
+    this.#events = events;
+    this.runner = new MessageRunner(runtime, this, asyncTimeout);
+  }
+
+  /** Run one message; resolves (never rejects) once an async handler's replies are delivered. */
+  run(target: DispatchTarget, seq: number, frame: Buffer): Context | Promise<Context> {
+    const ctx = new Context(target.id, seq, target.remoteAddress, target.remotePort, undefined);
+    const done = this.runner.run(target, frame, ctx);
+    if (done === undefined) return ctx;
+    this.pending++;
+    return done.then(() => {
+      this.pending--;
+      return ctx;
+    });
+  }
+
+  replies(target: DispatchTarget, ctx: Context, replies: Replies, close: boolean): void {
+    target.deliver(ctx.sequence, 1, frameReplies(this.#framing, replies), close);
+  }
+
+  failed(target: DispatchTarget, ctx: Context, error: SerializedError): void {
+    this.#events.handlerError(target, ctx.sequence, error);
+  }
+}
+
+/**
  * `workers: 0`: handlers run on the main thread, one call per message, with the
  * same runtime the workers use. The single-thread baseline of every benchmark.
  */
@@ -42,11 +83,9 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
   readonly #spec: RuntimeSpec;
   readonly #framing: Framing;
   readonly #events: DispatchEvents;
-  #runtime: HandlerRuntime | null = null;
-  #inFlight = 0;
-  #sent = 0;
-
   readonly #handlerTimeout: number;
+  #exec: InlineExecutor | null = null;
+  #sent = 0;
   /** Set by the admin server when metrics are on: times handlers here, on the main thread. */
   onHandlerTiming: HandlerTiming | null = null;
 
@@ -60,72 +99,31 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
   }
 
   async start(): Promise<void> {
-    this.#runtime = await HandlerRuntime.load(this.#spec, 0);
+    const runtime = await HandlerRuntime.load(this.#spec, 0);
+    this.#exec = new InlineExecutor(runtime, this.#framing, this.#events, this.#handlerTimeout);
   }
 
   submit(target: DispatchTarget, seq: number, frame: Buffer): void {
-    const ctx = new Context(target.id, seq, target.remoteAddress, target.remotePort, undefined);
     this.#sent++;
     const timing = this.onHandlerTiming;
-    const t0 = timing !== null ? timing.start() : 0;
-    let result;
-    try {
-      result = this.#runtime!.run(frame, ctx);
-    } catch (err) {
-      timing?.end(ctx.routeId, t0);
-      this.#fail(target, seq, ctx, err);
+    if (timing === null) {
+      this.#exec!.run(target, seq, frame);
       return;
     }
-    if (result instanceof Promise) {
-      this.#inFlight++;
-      (this.#handlerTimeout > 0 ? withTimeout(result, this.#handlerTimeout) : result).then(
-        (r) => {
-          this.#inFlight--;
-          timing?.end(ctx.routeId, t0);
-          this.#complete(target, seq, ctx, r);
-        },
-        (err) => {
-          this.#inFlight--;
-          timing?.end(ctx.routeId, t0);
-          this.#fail(target, seq, ctx, err);
-        },
-      );
-    } else {
-      timing?.end(ctx.routeId, t0);
-      this.#complete(target, seq, ctx, result);
-    }
-  }
-
-  #complete(target: DispatchTarget, seq: number, ctx: Context, replies: Replies): void {
-    let bytes;
-    try {
-      bytes = frameReplies(this.#framing, replies);
-    } catch (err) {
-      this.#fail(target, seq, ctx, err);
-      return;
-    }
-    target.deliver(seq, 1, bytes, false);
-  }
-
-  #fail(target: DispatchTarget, seq: number, ctx: Context, err: unknown): void {
-    const outcome = this.#runtime!.fail(err, ctx);
-    this.#events.handlerError(target, seq, outcome.error);
-    let bytes: Buffer | null = null;
-    try {
-      bytes = frameReplies(this.#framing, outcome.replies);
-    } catch {
-      bytes = null;
-    }
-    target.deliver(seq, 1, bytes, outcome.close);
+    const t0 = timing.start();
+    const r = this.#exec!.run(target, seq, frame);
+    if (r instanceof Promise) void r.then((ctx) => timing.end(ctx.routeId, t0));
+    else timing.end(r.routeId, t0);
   }
 
   stats(): DispatcherStats {
+    const pending = this.#exec?.pending ?? 0;
     return {
       workers: 0,
       pendingFrames: 0,
       pendingBytes: 0,
       batchesInFlight: 0,
-      framesInFlight: this.#inFlight,
+      framesInFlight: pending,
       batchesSent: this.#sent,
       framesSent: this.#sent,
       saturated: false,
@@ -133,7 +131,7 @@ export class InlineDispatcher extends EventEmitter implements Dispatcher {
   }
 
   async close(timeoutMs: number): Promise<void> {
-    const rt = this.#runtime;
+    const rt = this.#exec?.runner.runtime;
     if (!rt) return;
     await waitAtMost(rt.teardown().catch(() => {}), timeoutMs);
   }

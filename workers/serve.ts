@@ -1,0 +1,213 @@
+/**
+ * A worker's life: take the oldest waiting message from the shared queue, run it,
+ * publish its replies at once, take the next; park when there is none.
+ *
+ * The loop is an async function that yields to this thread's event loop now and then
+ * (timers and I/O of handlers, promise continuations) and whenever an async handler
+ * is pending; otherwise it parks in Atomics.wait ('sync' idle wait: the fastest wake
+ * up) or Atomics.waitAsync ('async': the event loop runs while idle).
+ */
+import { receiveMessageOnPort } from 'node:worker_threads';
+import { startCpuProfile, stopCpuProfile } from '../src/admin/profile.js';
+import type { WorkerMeter } from '../src/admin/shared.js';
+import { serializeError } from '../src/errors.js';
+import type { SerializedError } from '../src/errors.js';
+import { R_CLOSE, R_ERROR, R_REPLY, ReplyWriter } from '../src/dispatch/reply-ring.js';
+import {
+  CTL_CONTROL,
+  CTL_DOORBELL,
+  CTL_MAIN_WAITING,
+  CTL_STOP,
+  F_ADDR_LENGTH,
+  F_CONNECTION,
+  F_LENGTH,
+  F_OFFSET,
+  F_PORT,
+  F_SEQUENCE,
+  FIELDS,
+  PHASE_ASYNC,
+  WorkQueueReader,
+  WorkQueueView,
+  owned,
+} from '../src/dispatch/work-queue.js';
+import { W_CURRENT, W_STARTED, W_THREAD } from '../src/dispatch/protocol.js';
+import type { ControlMessage, ControlRequest, IdleWait, ServeTask, WorkerNotice } from '../src/dispatch/protocol.js';
+import type { FrameEncoder } from '../src/framing/types.js';
+import { MessageRunner } from './message.js';
+import type { ReplySink } from './message.js';
+import { Context } from './runtime.js';
+import type { HandlerRuntime, Replies } from './runtime.js';
+
+/** A parked worker wakes at least this often (ms) to let its event loop turn. */
+const PARK_MS = 20;
+/** While busy, the event loop turns at least this often (ms): handlers' timers, the loop-delay monitor. */
+const YIELD_MS = 10;
+/** With async handlers pending, this often (ms): their I/O completes only in a loop turn. */
+const YIELD_PENDING_MS = 1;
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const encoder8 = new TextEncoder();
+
+/** Writes a message's outcome into the reply ring, framed by the built-in encoder. */
+class RingSink implements ReplySink<number> {
+  readonly #out: ReplyWriter;
+  readonly #encoder: FrameEncoder | null;
+  /** While a handler runs synchronously: when it started, and the clock read at its commit (-1: none yet). */
+  inSync = false;
+  t0 = 0;
+  clock = -1;
+  /** Sync handler time of each pending async message, by slot: an async message's cost is its sync part. */
+  readonly asyncCost: Float64Array;
+
+  constructor(out: ReplyWriter, encoder: FrameEncoder | null, slots: number) {
+    this.#out = out;
+    this.#encoder = encoder;
+    this.asyncCost = new Float64Array(slots);
+  }
+
+  replies(slot: number, _ctx: Context, replies: Replies, close: boolean): void {
+    const enc = this.#encoder;
+    // Sized first: frameLength throws for a reply over maxFrame before anything is written.
+    let total = 0;
+    if (replies !== null) {
+      if (Array.isArray(replies)) for (const r of replies) total += enc ? enc.frameLength(r.length) : 4 + r.length;
+      else total = enc ? enc.frameLength(replies.length) : 4 + replies.length;
+    }
+    const { buf, offset } = this.#out.reserve(total);
+    let off = offset;
+    if (replies !== null) {
+      if (Array.isArray(replies)) for (const r of replies) off += this.#one(r, buf, off);
+      else off += this.#one(replies, buf, off);
+    }
+    let cost: number;
+    if (this.inSync) cost = (this.clock = performance.now()) - this.t0;
+    else cost = this.asyncCost[slot]!;
+    this.#out.commit(close ? R_REPLY | R_CLOSE : R_REPLY, slot, off - offset, cost);
+    this.#out.ring();
+  }
+
+  /** One reply frame; with no encoder (a user framing) as [u32 BE length][body] for the main thread to frame. */
+  #one(body: Uint8Array, buf: Uint8Array, off: number): number {
+    const enc = this.#encoder;
+    if (enc !== null) return enc.encodeInto(body, buf, off);
+    new DataView(buf.buffer, buf.byteOffset).setUint32(off, body.length);
+    buf.set(body, off + 4);
+    return 4 + body.length;
+  }
+
+  failed(slot: number, _ctx: Context, error: SerializedError): void {
+    this.#out.writeRecord(R_ERROR, slot, encoder8.encode(JSON.stringify(error)), 0);
+  }
+}
+
+export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: FrameEncoder | null, threadId: number, meter: WorkerMeter | null, handlerTimeout: number, idleWait: IdleWait): Promise<void> {
+  const view = new WorkQueueView(task.queue);
+  const reader = new WorkQueueReader(view);
+  const { ctl, state, fields, queuedAt, data } = view;
+  const out = new ReplyWriter(task.ring, task.overflow, ctl, CTL_DOORBELL, CTL_MAIN_WAITING);
+  const cell = new Int32Array(task.cell, 0, 2);
+  const started = new Float64Array(task.cell, 0, 2);
+  cell[W_CURRENT] = -1;
+  Atomics.store(cell, W_THREAD, threadId);
+  const sink = new RingSink(out, encoder, view.slots);
+  const runner = new MessageRunner<number>(runtime, sink, handlerTimeout);
+  const dataBuffer = data.buffer as SharedArrayBuffer;
+  const gen = task.gen;
+  const asyncPhase = owned(gen, PHASE_ASYNC);
+  const timed = handlerTimeout > 0;
+  let pending = 0;
+  let controlSeen = Atomics.load(ctl, CTL_CONTROL);
+  let lastTurn = performance.now();
+
+  const notice = (n: WorkerNotice): void => task.control.postMessage(n);
+  notice({ type: 'ready', threadId });
+
+  const settle = (route: number | undefined, t0: number) => (): void => {
+    pending--;
+    if (meter !== null) meter.handlers(route, performance.now() - t0, 1);
+  };
+
+  let tPrev = performance.now();
+  for (;;) {
+    if (Atomics.load(ctl, CTL_STOP) !== 0) break;
+    const c = Atomics.load(ctl, CTL_CONTROL);
+    if (c !== controlSeen) {
+      controlSeen = c;
+      await answerControls(task);
+    }
+    const slot = reader.take(gen);
+    if (slot < 0) {
+      if (pending > 0 || idleWait === 'async') await reader.parkAsync(PARK_MS, controlSeen);
+      else {
+        reader.park(PARK_MS, controlSeen);
+        if (performance.now() - lastTurn >= PARK_MS) {
+          await turn();
+          lastTurn = performance.now();
+        }
+      }
+      tPrev = performance.now();
+      continue;
+    }
+
+    const b = slot * FIELDS;
+    const at = fields[b + F_OFFSET]!;
+    const addrLength = fields[b + F_ADDR_LENGTH]!;
+    const frame = Buffer.from(dataBuffer, at + addrLength, fields[b + F_LENGTH]!);
+    const ctx = new Context(fields[b + F_CONNECTION]!, fields[b + F_SEQUENCE]!, null, fields[b + F_PORT]!, undefined, data, at, addrLength);
+    if (timed) started[W_STARTED] = Date.now();
+    cell[W_CURRENT] = slot;
+    const t0 = tPrev;
+    sink.t0 = t0;
+    sink.clock = -1;
+    sink.inSync = true;
+    const done = runner.run(slot, frame, ctx);
+    sink.inSync = false;
+    const t1 = sink.clock >= 0 ? sink.clock : performance.now();
+    cell[W_CURRENT] = -1;
+    if (done !== undefined) {
+      Atomics.store(state, slot, asyncPhase);
+      sink.asyncCost[slot] = t1 - t0;
+      pending++;
+      void done.then(settle(ctx.routeId, t0));
+    } else if (meter !== null) {
+      meter.handlers(ctx.routeId, t1 - t0, 1);
+    }
+    if (meter !== null) {
+      const wait = performance.timeOrigin + t0 - queuedAt[slot]!;
+      meter.batch(1, wait > 0 ? wait : 0, t1 - t0, t1);
+    }
+    tPrev = t1;
+    if (t1 - lastTurn >= (pending > 0 ? YIELD_PENDING_MS : YIELD_MS)) {
+      await turn();
+      lastTurn = tPrev = performance.now();
+    }
+  }
+
+  // Stopping: what is pending finishes (the main thread bounds how long it waits for us).
+  while (pending > 0) await reader.parkAsync(PARK_MS, controlSeen);
+  await runtime.teardown();
+}
+
+async function answerControls(task: ServeTask): Promise<void> {
+  for (;;) {
+    const m = receiveMessageOnPort(task.control)?.message as ControlMessage | undefined;
+    if (m === undefined) return;
+    let answer: WorkerNotice;
+    try {
+      answer = { type: 'answer', id: m.id, value: await control(m.request) };
+    } catch (err) {
+      answer = { type: 'answer', id: m.id, error: serializeError(err) };
+    }
+    task.control.postMessage(answer);
+  }
+}
+
+async function control(req: ControlRequest): Promise<unknown> {
+  switch (req.op) {
+    case 'profile-start':
+      await startCpuProfile(req.intervalUs);
+      return null;
+    case 'profile-stop':
+      return stopCpuProfile();
+  }
+}
