@@ -183,13 +183,14 @@ export const OPTIONS = {
   },
 
   // ---- worker pool -------------------------------------------------------------
-  batchMaxFrames: { kind: 'int', group: 'pool', pool: true, help: 'frames in one pool task', default: 512, min: 1, max: 1 << 20 },
-  batchMaxBytes: { kind: 'size', group: 'pool', pool: true, help: 'bytes of frames in one pool task', default: 1 * MiB, min: 1, max: 2 ** 31 - 1 },
-  tasksPerWorker: { kind: 'int', group: 'pool', pool: true, help: 'batches in flight per worker (one running, one ready)', default: 2, min: 1, max: 64 },
+  offload: {
+    kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['auto', 'always', 'never'], default: 'auto',
+    help: 'auto: kinds of message cheaper than a thread hop run inline, measured | always: every message to the pool | never: all inline',
+  },
   startupTimeout: { kind: 'duration', group: 'pool', pool: true, help: 'every worker must load the handler and run setup() within this', default: 30_000, min: 1 },
   atomics: {
-    kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['sync', 'async', 'disabled'], default: 'sync',
-    help: "Piscina's wait mode: sync | async | disabled (async handlers want async)",
+    kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['sync', 'async'], default: 'sync',
+    help: 'how an idle worker waits: sync (Atomics.wait, the fastest wake-up) | async (its event loop keeps turning)',
   },
 
   // ---- TLS and PROXY protocol (src/edge/) ---------------------------------------

@@ -170,7 +170,7 @@ export class ShoalServer extends EventEmitter {
         ? new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout)
         : new PoolDispatcher(
             poolOptions(o),
-            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, metrics: shared },
+            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, idleWait: o.atomics, metrics: shared },
             o.framing,
             events,
           );

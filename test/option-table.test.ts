@@ -51,7 +51,7 @@ describe('the option table', () => {
       }
     }
     // The four that had no flag before the table.
-    for (const flag of ['max-pending-bytes', 'batch-max-bytes', 'tasks-per-worker', 'atomics']) expect(helpOf(flag)).not.toBe('');
+    for (const flag of ['max-pending-bytes', 'offload', 'atomics']) expect(helpOf(flag)).not.toBe('');
   });
 
   it('--help shows the default the code really uses when the flag is absent', async () => {
@@ -97,18 +97,18 @@ describe('the option table', () => {
     expect(() => resolveOptions({ handler, host: '0.0.0.0' } as never)).toThrow(/unknown option 'host'/);
   });
 
-  it('each flag reaches its option: the four new ones and a sample of the old', () => {
+  it('each flag reaches its option: the pool ones and a sample of the others', () => {
     const { options } = startOptionsFromFlags({
-      handler, 'max-pending-bytes': '2MiB', 'batch-max-bytes': '64KiB', 'tasks-per-worker': '3', atomics: 'async',
+      handler, 'max-pending-bytes': '2MiB', offload: 'never', atomics: 'async',
       'startup-timeout': '5s', 'max-in-flight': '9', 'send-timeout': '1m', 'go-away': 'BYE\\n', port: '7000',
     });
     const o = resolveOptions(options);
-    expect([o.maxPendingBytes, o.batchMaxBytes, o.tasksPerWorker, o.atomics, o.startupTimeout]).toEqual([2 * 1024 * 1024, 64 * 1024, 3, 'async', 5000]);
+    expect([o.maxPendingBytes, o.offload, o.atomics, o.startupTimeout]).toEqual([2 * 1024 * 1024, 'never', 'async', 5000]);
     expect([o.maxInFlightPerConnection, o.sendTimeout]).toEqual([9, 60_000]);
     expect(Buffer.from(o.goAway!).equals(parseEscapes('BYE\\n'))).toBe(true);
-    expect(() => startOptionsFromFlags({ handler, atomics: 'spin' })).toThrow(/--atomics must be one of sync, async, disabled/);
-    expect(() => startOptionsFromFlags({ handler, 'tasks-per-worker': '65' })).toThrow(/--tasks-per-worker must be an integer from 1 to 64/);
-    expect(() => startOptionsFromFlags({ handler, 'batch-max-bytes': '0' })).toThrow(/--batch-max-bytes must be an integer from 1/);
+    expect(() => startOptionsFromFlags({ handler, atomics: 'spin' })).toThrow(/--atomics must be one of sync, async/);
+    expect(() => startOptionsFromFlags({ handler, offload: 'sometimes' })).toThrow(/--offload must be one of auto, always, never/);
+    expect(() => startOptionsFromFlags({ handler, 'max-pending-bytes': '0' })).toThrow(/--max-pending-bytes must be an integer from 1/);
     expect(() => startOptionsFromFlags({ handler, eol: 'crlf' })).toThrow(/--eol applies to --framing line only/);
   });
 

@@ -265,11 +265,21 @@ export class ShoalMetrics {
     add('shoal_worker_failures_total', 'Batches lost to a dying worker (their messages were retried or got the error policy).', 'counter', one((s) => s.counters.workerFailures));
     add(
       'shoal_handler_duration_seconds',
-      this.#routing ? 'Handler run time per message, by route, measured in the workers.' : 'Handler run time per message, measured in the workers.',
+      this.#routing ? 'Handler run time per message, by route, measured where it ran (a worker, or the main thread).' : 'Handler run time per message, measured where it ran (a worker, or the main thread).',
       'histogram',
       () => {
         const out: Sample[] = [];
-        const byRoute = this.#take().shared?.handler ?? this.#inline;
+        // Workers count into shared memory; messages the pool's offload ran inline are counted here.
+        const shared = this.#take().shared?.handler ?? null;
+        let byRoute = this.#inline;
+        if (shared !== null) {
+          byRoute = new Map(shared);
+          for (const [route, h] of this.#inline) {
+            const into = byRoute.get(route);
+            if (into === undefined) byRoute.set(route, h);
+            else into.merge(h.counts, 0, h.sum);
+          }
+        }
         if (byRoute.size === 0) byRoute.set(NO_ROUTE, new FixedHistogram(HANDLER_BUCKETS_MS));
         for (const [route, h] of byRoute) {
           const labels: Labels = this.#routing ? { route: routeLabel(route) } : {};
@@ -279,14 +289,14 @@ export class ShoalMetrics {
       },
     );
     const empty = { queueWait: new FixedHistogram(QUEUE_WAIT_BUCKETS_MS), batchFrames: new FixedHistogram(BATCH_FRAME_BUCKETS), busyMs: 0 };
-    add('shoal_pool_queue_wait_seconds', 'Time from a batch being handed to the pool to a worker starting it.', 'histogram', () =>
+    add('shoal_pool_queue_wait_seconds', 'Time a message waits in the shared queue before a worker takes it.', 'histogram', () =>
       histogramSamples('shoal_pool_queue_wait_seconds', (this.#take().shared ?? empty).queueWait, {}, 1 / 1000),
     );
-    add('shoal_batch_frames', 'Frames per pool task (batch).', 'histogram', () =>
+    add('shoal_batch_frames', 'Messages per hand-off to a worker (workers take one message at a time from the shared queue).', 'histogram', () =>
       histogramSamples('shoal_batch_frames', (this.#take().shared ?? empty).batchFrames, {}, 1),
     );
     add('shoal_pool_queue_depth', 'Frames waiting for a free pool slot (the dispatcher queue; over maxPendingFrames all reading pauses).', 'gauge', one((s) => s.dispatcher.pendingFrames));
-    add('shoal_pool_tasks_queued', "Batches queued inside Piscina, waiting for a worker.", 'gauge', () => [{ value: this.#pool?.pool?.queueSize ?? 0 }]);
+    add('shoal_pool_tasks_queued', "Tasks queued inside Piscina, waiting for a worker (a worker's serve task while it starts).", 'gauge', () => [{ value: this.#pool?.pool?.queueSize ?? 0 }]);
     add('shoal_pool_threads', 'Live worker threads.', 'gauge', () => [{ value: this.#threads().length }]);
     add('shoal_pool_utilization', 'Share of the workers\' time spent running batches since the previous scrape (0..1).', 'gauge', () => [
       { value: this.#poolUtilization((this.#take().shared ?? empty).busyMs) },

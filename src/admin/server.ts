@@ -94,7 +94,7 @@ export class AdminServer {
     const d = server.dispatcher;
     this.#pool = d instanceof PoolDispatcher ? d : null;
     this.metrics = options.metrics ? new ShoalMetrics(server, this.#pool, shared) : null;
-    if (this.metrics !== null && d instanceof InlineDispatcher) d.onHandlerTiming = this.metrics.onHandlerTiming;
+    if (this.metrics !== null && (d instanceof InlineDispatcher || d instanceof PoolDispatcher)) d.onHandlerTiming = this.metrics.onHandlerTiming;
   }
 
   listen(): Promise<AddressInfo> {

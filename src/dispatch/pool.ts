@@ -72,7 +72,8 @@ export interface PoolOptions {
   maxPendingFrames: number;
   maxPendingBytes: number;
   startupTimeout: number;
-  idleWait: IdleWait;
+  /** How an idle worker waits (protocol.ts IdleWait). */
+  atomics: IdleWait;
   offload: OffloadMode;
   onHandlerError: ErrorPolicy;
   /** ms one message's handler may run before its worker is terminated; 0 = off. */
@@ -184,7 +185,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#metricsOn = spec.metrics != null;
     this.#routeBytes = spec.runtime.routing?.idBytes ?? 0;
     this.#reframe = spec.framing === null;
-    this.#policy = new OffloadPolicy(options.offload);
+    // A stuck handler can be stopped only in a worker: with a handlerTimeout, 'auto' keeps every message in the pool.
+    this.#policy = new OffloadPolicy(options.offload === 'auto' && options.handlerTimeout > 0 ? 'always' : options.offload);
     this.#serving = new Array(options.workers).fill(null);
   }
 
@@ -208,7 +210,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     });
     // A worker's uncaught error outside a task: Piscina replaces the worker; we only log.
     this.#pool.on('error', (err: unknown) => this.#events.workerFailure(serializeError(err), 0));
-    const inline = o.offload === 'always' ? Promise.resolve(null) : HandlerRuntime.load(this.#spec.runtime, 0);
+    const inline = this.#policy.mode === 'always' ? Promise.resolve(null) : HandlerRuntime.load(this.#spec.runtime, 0);
     for (let i = 0; i < o.workers; i++) this.#startWorker(i);
     let failure: SerializedError | null = null;
     try {
@@ -470,9 +472,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     }
     this.#framesSent++;
     const q = this.#queue;
-    if (q.size === 0 && this.#dispatch(target, seq, frame, key)) return;
-    q.push(target, seq, frame);
-    if (!this.#saturated && (q.size >= this.#o.maxPendingFrames || q.bytes >= this.#o.maxPendingBytes)) {
+    if (q.size > 0 || !this.#dispatch(target, seq, frame, key)) q.push(target, seq, frame);
+    if (!this.#saturated && (q.size + this.#view.depth >= this.#o.maxPendingFrames || q.bytes >= this.#o.maxPendingBytes)) {
       this.#saturated = true;
       this.emit('saturated');
     }
@@ -504,7 +505,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   /** Copy a message into the shared queue; false when there is no room for it now. */
   #dispatch(target: DispatchTarget, seq: number, frame: Buffer, key: number): boolean {
-    if (this.#freeTop === 0 || !this.#writer.hasRoom || this.#view.depth >= this.#depthLimit()) return false;
+    const depth = this.#view.depth;
+    if (this.#freeTop === 0 || !this.#writer.hasRoom || depth >= this.#depthLimit() || depth >= this.#o.maxPendingFrames) return false;
     const addr = target.remoteAddress;
     const at = this.#arena.alloc(addr.length + frame.length);
     if (at < 0) return false;
@@ -551,7 +553,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
         break;
       }
     }
-    if (this.#saturated && q.size <= this.#o.maxPendingFrames / 2 && q.bytes <= this.#o.maxPendingBytes / 2) {
+    if (this.#saturated && q.size + this.#view.depth <= this.#o.maxPendingFrames / 2 && q.bytes <= this.#o.maxPendingBytes / 2) {
       this.#saturated = false;
       this.emit('unsaturated');
     }
@@ -606,7 +608,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       this.#lastBell = Atomics.load(this.#view.ctl, CTL_DOORBELL);
       for (const s of this.#serving) if (s !== null) this.#drainRing(s.ring);
       for (const s of this.#retiring) this.#drainRing(s.ring);
-      if (this.#queue.size > 0) this.#refill();
+      if (this.#queue.size > 0 || this.#saturated) this.#refill();
     } finally {
       this.#draining = false;
     }
@@ -691,6 +693,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   stats(): DispatcherStats {
     return {
       workers: this.#o.workers,
+      // Waiting for a worker: on the main thread, and in the shared queue (what maxPendingFrames bounds).
       pendingFrames: this.#queue.size + this.#view.depth,
       pendingBytes: this.#queue.bytes,
       batchesInFlight: this.#outstanding,

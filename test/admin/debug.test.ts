@@ -125,7 +125,7 @@ describe('/debug/profile', () => {
     const p = parseProfile(r.body);
     // The worker runs the handler; the main thread does not.
     expect(p.nodes.some((n) => n.callFrame.url.includes('bench-protocol'))).toBe(true);
-    expect(functions(p).has('runBatch')).toBe(true);
+    expect(functions(p).has('serve')).toBe(true);
   });
 
   it('an idle worker (blocked in Atomics.wait between tasks) can be profiled too', async () => {

@@ -35,7 +35,8 @@ function startRoutes(lines: Line[], extra: object): ReturnType<typeof startWith>
 
 describe.each([2, 0])('counters under load, workers: %i', (workers) => {
   it('frames, replies, bytes, connections and histograms match what the client sent and received', async () => {
-    const { server, port, admin } = await startWith(workers);
+    // offload 'always': with workers every echo runs in a worker, so the workers' counters see every message.
+    const { server, port, admin } = await startWith(workers, workers > 0 ? { offload: 'always' } : {});
     const clients: Client[] = [];
     try {
       for (let i = 0; i < CONNECTIONS; i++) clients.push(await connect({ port, timeout: 20_000 }));

@@ -207,7 +207,9 @@ describe('a handler that kills its worker (process.exit in the worker), workers:
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'shoal-kill-'));
     process.env.SHOAL_TEST_LOG = join(dir, 'log');
-    s = await start({ handler: `${FIXTURES}setup-log.js`, workers: 2, onHandlerError: 'error-frame' });
+    // offload 'always': a handler that may process.exit() must never run on the main thread
+    // (with 'auto' its cheap messages would; README says so).
+    s = await start({ handler: `${FIXTURES}setup-log.js`, workers: 2, onHandlerError: 'error-frame', offload: 'always' });
     s.server.on('workerFailure', (e: { code: string }, messages: number) => failures.push({ code: e.code, messages }));
   });
   afterAll(async () => {

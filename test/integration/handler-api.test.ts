@@ -143,7 +143,8 @@ describe('setup() and teardown() run once per worker', () => {
   };
 
   it('workers: 2: two setups before listen() resolves, every message served by a set-up worker, two teardowns on close', async () => {
-    const s = await start({ handler: `${FIXTURES}setup-log.js`, workers: 2 });
+    // offload 'always': every message runs in a worker (the main thread loads no handler).
+    const s = await start({ handler: `${FIXTURES}setup-log.js`, workers: 2, offload: 'always' });
     let closed = false;
     try {
       // Warm before listening: both workers have run setup() already.

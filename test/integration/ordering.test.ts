@@ -104,7 +104,7 @@ describe('many connections at once', () => {
 
 describe('the queue to the pool is full', () => {
   it('reading pauses on every connection and resumes; 20 connections x 200 pipelined still get every reply in order', async () => {
-    const s = await start({ handler: EXAMPLES.bench, workers: 2, maxPendingFrames: 32, batchMaxFrames: 8 });
+    const s = await start({ handler: EXAMPLES.bench, workers: 2, maxPendingFrames: 32 });
     let saturated = 0;
     let unsaturated = 0;
     s.server.dispatcher.on('saturated', () => saturated++);
