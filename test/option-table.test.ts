@@ -108,7 +108,7 @@ describe('the option table', () => {
     expect(Buffer.from(o.goAway!).equals(parseEscapes('BYE\\n'))).toBe(true);
     expect(() => startOptionsFromFlags({ handler, atomics: 'spin' })).toThrow(/--atomics must be one of sync, async/);
     expect(() => startOptionsFromFlags({ handler, offload: 'sometimes' })).toThrow(/--offload must be one of auto, always, never/);
-    expect(() => startOptionsFromFlags({ handler, 'max-pending-bytes': '0' })).toThrow(/--max-pending-bytes must be an integer from 1/);
+    expect(() => startOptionsFromFlags({ handler, 'max-pending-bytes': '0' })).toThrow(/--max-pending-bytes must be an integer >= 1/);
     expect(() => startOptionsFromFlags({ handler, eol: 'crlf' })).toThrow(/--eol applies to --framing line only/);
   });
 
