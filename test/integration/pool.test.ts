@@ -1,0 +1,107 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FIXTURES, ROOT, benchBody, start } from '../helpers/server.js';
+import type { Running } from '../helpers/server.js';
+import { lengthFrame, rawConnect, splitLengthFrames, waitFor } from '../helpers/wire.js';
+
+// The pool's hand-off: workers pull from one queue, replies stream per message, cheap
+// kinds run inline (offload 'auto'). Real sockets, real worker threads.
+
+const HOSTILE = `${ROOT}test/fixtures/hostile/handler.js`;
+const SPIN = 0xfffffffd;
+const spin = (ms: number): Buffer => lengthFrame(benchBody(SPIN, String(ms)));
+
+let running: Running | null = null;
+afterEach(async () => {
+  await running?.close();
+  running = null;
+});
+
+describe('free workers pull', () => {
+  it('while one worker runs a long message, the other takes every message that arrives after it', async () => {
+    const s = (running = await start({ handler: HOSTILE, workers: 2, offload: 'always' }));
+    const long = await rawConnect(s.port);
+    const short = await rawConnect(s.port);
+    const after = await rawConnect(s.port);
+    long.socket.write(spin(1500));
+    short.socket.write(spin(100));
+    // Both workers are busy before the rest arrives.
+    await waitFor(() => s.server.stats().dispatcher.framesInFlight === 2, 'both workers busy');
+    after.socket.write(Buffer.concat(Array.from({ length: 10 }, () => spin(20))));
+    // The worker that ran the 100 ms message takes all ten (~300 ms) while the other still spins:
+    // none of them waits behind the long one (a push to each worker's own queue would put half there).
+    await waitFor(() => splitLengthFrames(after.received()).length === 10, 'the ten replies', 10_000);
+    expect(splitLengthFrames(long.received())).toHaveLength(0);
+    expect(s.server.stats().dispatcher.framesInFlight).toBe(1);
+    await waitFor(() => splitLengthFrames(long.received()).length === 1, 'the long reply', 10_000);
+  });
+});
+
+describe('replies stream', () => {
+  it('a reply leaves as soon as its message is done, not when the messages read with it are', async () => {
+    const s = (running = await start({ handler: HOSTILE, workers: 1, offload: 'always' }));
+    const peer = await rawConnect(s.port);
+    // One write: a cheap hash, then a 1 s spin. The first reply must not wait for the spin.
+    peer.socket.write(Buffer.concat([lengthFrame(benchBody(1, 'first')), spin(1000)]));
+    await waitFor(() => splitLengthFrames(peer.received()).length === 1, 'the first reply', 5000);
+    expect(s.server.stats().dispatcher.framesInFlight).toBe(1); // the spin still runs
+    await waitFor(() => splitLengthFrames(peer.received()).length === 2, 'the second reply', 5000);
+    expect(splitLengthFrames(peer.received())[1]!.toString()).toBe('spun');
+  });
+});
+
+describe("offload 'auto'", () => {
+  const route = (id: number): Buffer => {
+    const b = Buffer.alloc(2);
+    b.writeUInt16BE(id);
+    return b;
+  };
+  /** Thread ids that served `n` requests of route `id` (the reply is [u16 id][threadId]). */
+  async function threadsOf(s: Running, id: number, n: number): Promise<string[]> {
+    const c = await s.client();
+    const out: string[] = [];
+    // In rounds of 50 pipelined: a round is sent before the costs of the last one are all in.
+    for (let i = 0; i < n; i += 50) {
+      const rs = await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => c.request(route(id))));
+      out.push(...rs.map((r) => r.subarray(2).toString()));
+    }
+    return out;
+  }
+
+  it('per route: the cheap route moves to the main thread once measured; the costly one stays in the workers', async () => {
+    const s = (running = await start({ handler: `${FIXTURES}routes-threads.js`, workers: 2, routing: { idBytes: 2 } }));
+    const cheap = await threadsOf(s, 1, 300);
+    const costly = await threadsOf(s, 2, 100);
+    const main = String(threadId); // the server's main thread is this test's thread
+    expect(cheap.slice(0, 16).every((t) => t !== main)).toBe(true); // a kind starts in the pool
+    expect(cheap.slice(-50).every((t) => t === main)).toBe(true); // measured cheap: inline
+    expect(costly.every((t) => t !== main)).toBe(true);
+    const stats = (s.server.dispatcher as unknown as { offloadStats(): { inlineKinds: number; pooledKinds: number } }).offloadStats();
+    expect(stats).toMatchObject({ inlineKinds: 1, pooledKinds: 1 });
+  });
+
+  it("a kind whose message killed a worker stays in the pool for good; so does every kind with a handlerTimeout", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-pin-'));
+    process.env.SHOAL_TEST_LOG = join(dir, 'log');
+    try {
+      const s = (running = await start({ handler: `${FIXTURES}setup-log.js`, workers: 2, onHandlerError: 'error-frame' }));
+      const c = await s.client();
+      const died = JSON.parse((await c.request('exit')).toString());
+      expect(died.error.code).toBe('SHOAL_WORKER_DIED');
+      const rs = await Promise.all(Array.from({ length: 300 }, () => c.request('who')));
+      expect(rs.every((r) => !r.toString().startsWith(`${threadId}:`))).toBe(true);
+      await running.close();
+
+      const t = (running = await start({ handler: `${FIXTURES}setup-log.js`, workers: 2, handlerTimeout: 5000 }));
+      const c2 = await t.client();
+      const rs2 = await Promise.all(Array.from({ length: 300 }, () => c2.request('who')));
+      expect(rs2.every((r) => !r.toString().startsWith(`${threadId}:`))).toBe(true);
+    } finally {
+      delete process.env.SHOAL_TEST_LOG;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
