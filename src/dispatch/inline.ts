@@ -65,7 +65,16 @@ export class InlineExecutor implements ReplySink<DispatchTarget> {
     });
   }
 
+  /** Clock read when the last sync message's replies came, before they were framed and written (-1: not timed). */
+  clock = -1;
+  /** Read the clock at the next sync reply (the offload's measure of handler time, without the socket write). */
+  timeNext = false;
+
   replies(target: DispatchTarget, ctx: Context, replies: Replies, close: boolean): void {
+    if (this.timeNext) {
+      this.timeNext = false;
+      this.clock = performance.now();
+    }
     target.deliver(ctx.sequence, 1, frameReplies(this.#framing, replies), close);
   }
 

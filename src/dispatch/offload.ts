@@ -26,6 +26,8 @@ export const INLINE_BELOW_MS = 0.01;
 export const POOL_ABOVE_MS = 0.025;
 /** Samples before a kind may move inline: the first messages of a cold worker are slow. */
 const MIN_SAMPLES = 16;
+/** Samples count at most this much (ms): see observe(). */
+const CLAMP_MS = 8 * POOL_ABOVE_MS;
 /** Weight of a new sample in the moving average. */
 const ALPHA = 0.1;
 /** An inline kind is timed once every this many messages (a clock read costs about an echo). */
@@ -90,7 +92,10 @@ export class OffloadPolicy {
   observe(key: number, ms: number): void {
     if (this.mode !== 'auto') return;
     const k = this.#kind(key);
-    k.cost = k.samples === 0 ? ms : k.cost + (ms - k.cost) * ALPHA;
+    // A sample is clamped: one message preempted for milliseconds (a busy machine) must not
+    // move a cheap kind by itself, while two costly ones in a row do.
+    const v = ms < CLAMP_MS ? ms : CLAMP_MS;
+    k.cost = k.samples === 0 ? v : k.cost + (v - k.cost) * ALPHA;
     k.samples++;
     if (k.inline) {
       if (k.cost > POOL_ABOVE_MS) k.inline = false;

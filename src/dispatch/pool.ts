@@ -487,9 +487,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       exec.run(target, seq, frame);
       return;
     }
+    exec.timeNext = true;
+    exec.clock = -1;
     const t0 = performance.now();
     const r = exec.run(target, seq, frame);
-    this.#policy.observe(key, performance.now() - t0); // an async handler: its synchronous part
+    // The handler's time, not the socket write after it (an async handler: its synchronous part).
+    const t1 = exec.clock >= 0 ? exec.clock : performance.now();
+    exec.timeNext = false;
+    this.#policy.observe(key, t1 - t0);
     if (timing !== null) {
       if (r instanceof Promise) void r.then((ctx) => timing.end(ctx.routeId, t0));
       else timing.end(r.routeId, t0);

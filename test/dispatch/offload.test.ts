@@ -20,7 +20,10 @@ describe('offload policy', () => {
     const between = (INLINE_BELOW_MS + POOL_ABOVE_MS) / 2;
     for (let i = 0; i < 200; i++) p.observe(-1, between);
     expect(p.inline(-1)).toBe(true);
-    p.observe(-1, 5); // a 5 ms message
+    for (let i = 0; i < 100; i++) p.observe(-1, INLINE_BELOW_MS / 10);
+    p.observe(-1, 5); // a 5 ms message (or one preempted that long): counted as 8 x POOL_ABOVE_MS
+    expect(p.inline(-1)).toBe(true);
+    p.observe(-1, 5); // a second one in a row
     expect(p.inline(-1)).toBe(false);
     for (let i = 0; i < 200; i++) p.observe(-1, between);
     expect(p.inline(-1)).toBe(false);
