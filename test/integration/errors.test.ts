@@ -257,7 +257,8 @@ describe('a handler that kills its worker (process.exit in the worker), workers:
   });
 
   it('frames of other connections batched with the fatal one are not lost: every one is answered, in order', async () => {
-    const s2 = await start({ handler: MULTI, workers: 2, codec: 'utf8' });
+    // offload 'always': the fatal message must reach a worker (it process.exit()s).
+    const s2 = await start({ handler: MULTI, workers: 2, codec: 'utf8', offload: 'always' });
     try {
       const bystander = await s2.client();
       for (let round = 0; round < 3; round++) {
@@ -279,7 +280,8 @@ describe('a handler that kills its worker (process.exit in the worker), workers:
   });
 
   it('under the close policy only the connection whose message died is closed', async () => {
-    const s2 = await start({ handler: MULTI, workers: 2, codec: 'utf8' });
+    // offload 'always': the fatal message must reach a worker (it process.exit()s).
+    const s2 = await start({ handler: MULTI, workers: 2, codec: 'utf8', offload: 'always' });
     try {
       const bystander = await s2.client();
       // The bystander has nothing in flight when the worker dies (batches mix connections).
