@@ -68,8 +68,6 @@ export type Budget = 'maxInFlightPerConnection' | 'sendHighWater' | 'sendTimeout
 export class Connection implements DispatchTarget {
   readonly id: number;
 
-  batchStamp = 0;
-  batchPeer = 0;
   lane: unknown = null;
   readonly counters: ConnectionCounters = { framesIn: 0, bytesIn: 0, repliesOut: 0, bytesOut: 0, lateReplies: 0 };
 

@@ -20,9 +20,6 @@ export interface DispatchTarget {
    * (null: none). `close`: close the connection after writing them.
    */
   deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean): void;
-  /** Scratch fields the dispatcher uses to index a batch's peers without a Map. */
-  batchStamp: number;
-  batchPeer: number;
   /** The dispatcher's wait lane for this connection (opaque to the connection). */
   lane: unknown;
 }

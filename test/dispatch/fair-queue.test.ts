@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FairQueue } from '../../dist/src/dispatch/fair-queue.js';
 
-const target = (id: number) => ({ id, remoteAddress: '', remotePort: 0, batchStamp: 0, batchPeer: 0, lane: null, deliver() {} });
+const target = (id: number) => ({ id, remoteAddress: '', remotePort: 0, lane: null, deliver() {} });
 const frame = (s: string) => Buffer.from(s);
 
 describe('FairQueue', () => {
