@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { InvalidOptionError, ShoalError } from './errors.js';
+import { DEFAULTS } from './options.js';
 import { FrameReader, createFraming, encodeFrame, isFraming } from './framing/index.js';
 import type { BuiltinFramingOptions, Framing } from './framing/index.js';
 
@@ -11,7 +12,7 @@ export interface ClientOptions {
   port: number;
   /** Same framing options as the server. Default: [u32 BE length][body]. */
   framing?: BuiltinFramingOptions | Framing;
-  /** Largest frame accepted from the server. Default 1 MiB. */
+  /** Largest frame, either way. Default: the server's (DEFAULTS.maxFrame, 1 MiB of body plus a 4-byte header). */
   maxFrame?: number;
   /** ms to wait for each reply; 0 = no timeout. Default 30 s. */
   timeout?: number;
@@ -63,7 +64,7 @@ export class Client {
   }
 
   static async connect(options: ClientOptions): Promise<Client> {
-    const maxFrame = options.maxFrame ?? 1024 * 1024;
+    const maxFrame = options.maxFrame ?? DEFAULTS.maxFrame;
     const framing = isFraming(options.framing)
       ? options.framing
       : createFraming(options.framing ?? { type: 'length' }, maxFrame);

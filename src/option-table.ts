@@ -153,7 +153,8 @@ export const OPTIONS = {
       { flag: 'eol', arg: '<lf|crlf>', help: 'line: what replies end with', defaultText: 'lf' },
     ],
   },
-  maxFrame: { kind: 'size', group: 'framing', help: 'largest frame, header included', default: 1 * MiB, min: 1, max: 2 ** 31 - 1 },
+  // 1 MiB of body plus the default 4-byte length header: the bench protocol's "default 1 MiB" is LEN.
+  maxFrame: { kind: 'size', group: 'framing', help: 'largest frame, header included', default: 1 * MiB + 4, min: 1, max: 2 ** 31 - 1 },
 
   // ---- budgets ---------------------------------------------------------------
   maxConnections: { kind: 'int', group: 'budgets', help: 'open connections; more are accepted and closed at once', default: 10_000, min: 1 },

@@ -4,6 +4,7 @@
  * Flags follow autocannon where they mean the same thing (-c, -p, -d, -a, -R, -w, -t,
  * -j, -n); a bare number for a duration means seconds, as in autocannon.
  */
+import { DEFAULTS as SERVER_DEFAULTS } from '../options.js';
 import { InvalidOptionError } from '../errors.js';
 import type { BuiltinFramingOptions } from '../framing/types.js';
 import { parseChoice, parseDuration, parseEscapes, parseInteger, parseSize } from '../cli/args.js';
@@ -56,7 +57,7 @@ export const BENCH_DEFAULTS = Object.freeze({
   warmup: 0, // ms
   size: 64, // bytes of payload
   iterations: 0, // bench-protocol K: echo
-  maxFrame: 1024 * 1024, // 1 MiB, as the server
+  maxFrame: SERVER_DEFAULTS.maxFrame, // as the server: 1 MiB of body plus the 4-byte header
 });
 
 export const BENCH_HELP = `Usage: shoal bench [options] [HOST:]PORT
@@ -87,7 +88,7 @@ Message
       --delimiter <text>    delimiter: bytes ending a frame (escapes: \\n \\r \\0 \\xNN)
       --frame-length <n>    fixed: frame size (default: --size)
       --eol <lf|crlf>       line: what requests end with (default lf)
-      --max-frame <size>    largest reply accepted (default 1MiB)
+      --max-frame <size>    largest reply accepted (default 1MiB of body + its 4-byte header)
 
 TLS
       --tls                 connect with TLS (the handshake is not timed; replies are)

@@ -118,19 +118,19 @@ describe('hostile framing (child server, CLI defaults)', () => {
     await waitFor(() => frameErrors(srv, 'SHOAL_FRAME_TOO_LARGE') === tooLarge + 50, '50 SHOAL_FRAME_TOO_LARGE log lines', 2000);
   });
 
-  it('a frame of exactly maxFrame (1 MiB - 4 byte body) echoes correctly; one byte more closes the connection', async () => {
+  it('a frame of exactly maxFrame (a 1 MiB body, the bench protocol LEN) echoes correctly; one byte more closes the connection', async () => {
     await withCanary(srv.port, async () => {
-      const payload = randomBytes(MiB - 8); // body = [K = 0][payload] = 1 MiB - 4; wire frame = 1 MiB
+      const payload = randomBytes(MiB - 4); // body = [K = 0][payload] = 1 MiB; wire frame = 1 MiB + 4
       const peer = await rawConnect(srv.port);
       const frame = benchFrame(0, payload);
-      expect(frame.length).toBe(MiB);
+      expect(frame.length).toBe(MiB + 4);
       peer.socket.write(frame);
       await waitFor(() => peer.received().length >= 4 + payload.length, 'the 1 MiB echo', 10_000);
       const [reply] = splitLengthFrames(peer.received());
       expect(reply!.equals(payload)).toBe(true);
       // Now one byte over: the header alone is refused.
-      const over = benchFrame(0, Buffer.alloc(MiB - 7));
-      expect(over.length).toBe(MiB + 1);
+      const over = benchFrame(0, Buffer.alloc(MiB - 3));
+      expect(over.length).toBe(MiB + 5);
       peer.socket.write(over);
       await serverCloses(peer, 5000, 'FIN after a frame of maxFrame + 1');
       expect(peer.received().length).toBe(4 + payload.length);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES, benchBody, start } from '../helpers/server.js';
 import type { Running } from '../helpers/server.js';
+import { rawConnect, within } from '../helpers/wire.js';
 
 // The reference vectors of shared/bench-protocol.md, through real sockets and worker threads.
 const SPIDERMAN = 'i am spiderman.';
@@ -24,5 +25,29 @@ describe.each([0, 2])('bench protocol reference vectors, workers: %i', (workers)
     expect(r0.toString()).toBe(SPIDERMAN);
     expect(r1.toString('hex')).toBe(D1);
     expect(r2.toString('hex')).toBe(D2);
+  });
+});
+
+describe.each([0, 2])('bench protocol: a body (LEN) of exactly 1 MiB is accepted with the default options, workers: %i', (workers) => {
+  it('LEN = 1 MiB is echoed whole; LEN = 1 MiB + 1 closes that connection only', async () => {
+    const s = await start({ handler: EXAMPLES.bench, workers });
+    try {
+      const c = await s.client();
+      const payload = Buffer.alloc(1024 * 1024 - 4, 7);
+      payload.writeUInt32BE(0xdeadbeef, payload.length - 4);
+      const body = benchBody(0, payload);
+      expect(body.length).toBe(1024 * 1024);
+      const r = await c.request(body);
+      expect(r.equals(payload)).toBe(true);
+      const peer = await rawConnect(s.port);
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(1024 * 1024 + 1);
+      peer.socket.write(head);
+      await within(peer.ended, 5000, "the server's FIN after the over-long frame");
+      // The server goes on: the first client still gets answers.
+      expect((await c.request(benchBody(0, 'still here'))).toString()).toBe('still here');
+    } finally {
+      await s.close();
+    }
   });
 });
