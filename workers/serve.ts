@@ -146,6 +146,7 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
         }
       }
       tPrev = performance.now();
+      meter?.idle(tPrev);
       continue;
     }
 

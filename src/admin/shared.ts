@@ -154,6 +154,11 @@ export class WorkerMeter {
     }
   }
 
+  /** While idle (no message to count): publish the event-loop delay when it is due. */
+  idle(now: number): void {
+    if (now - this.#loopReportedAt >= LOOP_REPORT_MS) this.#reportLoop(now);
+  }
+
   /**
    * Publish this thread's event-loop delay since the last report, in ms. The
    * histogram counts the sampling interval too: subtract it (idle reads ~0).

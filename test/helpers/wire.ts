@@ -73,6 +73,17 @@ export function lengthFrame(body: Uint8Array | string): Buffer {
 }
 
 /** Cut [u32 BE length][body] frames; throws on trailing bytes. */
+/** Whole length-prefixed frames in `buf` so far (a frame still arriving at its end is not counted). */
+export function countLengthFrames(buf: Buffer): number {
+  let n = 0;
+  for (let off = 0; buf.length - off >= 4; n++) {
+    const next = off + 4 + buf.readUInt32BE(off);
+    if (next > buf.length) break;
+    off = next;
+  }
+  return n;
+}
+
 export function splitLengthFrames(buf: Buffer): Buffer[] {
   const out: Buffer[] = [];
   let off = 0;

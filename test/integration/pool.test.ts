@@ -26,7 +26,7 @@ describe('free workers pull', () => {
     const long = await rawConnect(s.port);
     const short = await rawConnect(s.port);
     const after = await rawConnect(s.port);
-    long.socket.write(spin(1500));
+    long.socket.write(spin(3000));
     short.socket.write(spin(100));
     // Both workers are busy before the rest arrives.
     await waitFor(() => s.server.stats().dispatcher.framesInFlight === 2, 'both workers busy');
