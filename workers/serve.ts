@@ -18,6 +18,9 @@ import {
   CTL_DOORBELL,
   CTL_MAIN_WAITING,
   CTL_STOP,
+  ADDR_ENTRY_BYTES,
+  ADDR_INLINE,
+  F_ADDR_INDEX,
   F_ADDR_LENGTH,
   F_CONNECTION,
   F_LENGTH,
@@ -103,7 +106,7 @@ class RingSink implements ReplySink<number> {
 export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: FrameEncoder | null, threadId: number, meter: WorkerMeter | null, handlerTimeout: number, idleWait: IdleWait): Promise<void> {
   const view = new WorkQueueView(task.queue);
   const reader = new WorkQueueReader(view);
-  const { ctl, state, fields, queuedAt, data } = view;
+  const { ctl, state, fields, queuedAt, data, addresses } = view;
   const out = new ReplyWriter(task.ring, task.overflow, ctl, CTL_DOORBELL, CTL_MAIN_WAITING);
   const cell = new Int32Array(task.cell, 0, 2);
   const started = new Float64Array(task.cell, 0, 2);
@@ -154,7 +157,11 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
     const at = fields[b + F_OFFSET]!;
     const addrLength = fields[b + F_ADDR_LENGTH]!;
     const frame = Buffer.from(dataBuffer, at + addrLength, fields[b + F_LENGTH]!);
-    const ctx = new Context(fields[b + F_CONNECTION]!, fields[b + F_SEQUENCE]!, null, fields[b + F_PORT]!, undefined, data, at, addrLength);
+    const index = fields[b + F_ADDR_INDEX]!;
+    const ctx =
+      index === ADDR_INLINE
+        ? new Context(fields[b + F_CONNECTION]!, fields[b + F_SEQUENCE]!, null, fields[b + F_PORT]!, undefined, data, at, addrLength)
+        : new Context(fields[b + F_CONNECTION]!, fields[b + F_SEQUENCE]!, null, fields[b + F_PORT]!, undefined, addresses, index * ADDR_ENTRY_BYTES + 1, addresses[index * ADDR_ENTRY_BYTES]!);
     if (timed) started[W_STARTED] = Date.now();
     cell[W_CURRENT] = slot;
     const t0 = tPrev;

@@ -25,7 +25,11 @@ import {
   CTL_MAIN_WAITING,
   CTL_STOP,
   CTL_TAIL,
+  ADDR_ENTRIES,
+  ADDR_ENTRY_BYTES,
+  ADDR_INLINE,
   FIELDS,
+  F_ADDR_INDEX,
   F_ADDR_LENGTH,
   F_CONNECTION,
   F_LENGTH,
@@ -137,6 +141,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #metricsOn: boolean;
   readonly #routeBytes: 0 | 2 | 4;
   readonly #reframe: boolean;
+  /** Remote addresses in the shared address table, by text. */
+  readonly #addresses = new Map<string, number>();
 
   /** Per message slot: who asked, which message, its kind, where its bytes are, retries. */
   readonly #targets: (DispatchTarget | null)[] = new Array(MESSAGE_SLOTS).fill(null);
@@ -526,11 +532,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const depth = this.#view.depth;
     if (this.#freeTop === 0 || !this.#writer.hasRoom || depth >= this.#depthLimit() || depth >= this.#o.maxPendingFrames) return false;
     const addr = target.remoteAddress;
-    const at = this.#arena.alloc(addr.length + frame.length);
+    const index = this.#addressIndex(addr);
+    const inline = index === ADDR_INLINE ? addr.length : 0;
+    const at = this.#arena.alloc(inline + frame.length);
     if (at < 0) return false;
     const slot = this.#free[--this.#freeTop]!;
     const data = this.#data;
-    const addrLength = data.write(addr, at, 'latin1');
+    const addrLength = inline > 0 ? data.write(addr, at, 'latin1') : 0;
     data.set(frame, at + addrLength);
     const f = this.#view.fields;
     const b = slot * FIELDS;
@@ -540,6 +548,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     f[b + F_ADDR_LENGTH] = addrLength;
     f[b + F_LENGTH] = frame.length;
     f[b + F_PORT] = target.remotePort;
+    f[b + F_ADDR_INDEX] = index;
     if (this.#metricsOn) this.#view.queuedAt[slot] = performance.timeOrigin + performance.now();
     this.#targets[slot] = target;
     this.#seqs[slot] = seq;
@@ -551,6 +560,19 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#wakeSoon();
     this.#ensureArmed();
     return true;
+  }
+
+  /** The address table entry of `addr` (written the first time it is seen), or ADDR_INLINE once the table is full. */
+  #addressIndex(addr: string): number {
+    const known = this.#addresses.get(addr);
+    if (known !== undefined) return known;
+    if (this.#addresses.size >= ADDR_ENTRIES || addr.length >= ADDR_ENTRY_BYTES) return ADDR_INLINE;
+    const index = this.#addresses.size;
+    const table = this.#view.addresses;
+    const at = index * ADDR_ENTRY_BYTES;
+    table[at] = Buffer.from(table.buffer, at + 1, ADDR_ENTRY_BYTES - 1).write(addr, 'latin1');
+    this.#addresses.set(addr, index);
+    return index;
   }
 
   /** Move what waits on the main thread into the shared queue while there is room. */
