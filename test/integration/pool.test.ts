@@ -106,3 +106,28 @@ describe("offload 'auto'", () => {
     }
   });
 });
+
+describe('remote addresses in the workers', () => {
+  it('every message sees its own connection address: first from the shared table, and inline once the table (4096 entries) is full', async () => {
+    const s = (running = await start({ handler: `${FIXTURES}peer-address.js`, workers: 2, offload: 'always' }));
+    // In-process connections with made-up addresses (the dispatcher never sees a socket).
+    const replies = new Map<number, string>();
+    let done!: () => void;
+    const all = new Promise<void>((r) => (done = r));
+    const total = 4500;
+    const targets = Array.from({ length: total }, (_, i) => ({
+      id: 1_000_000 + i,
+      remoteAddress: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+      remotePort: 1000 + (i % 50_000),
+      lane: null,
+      deliver(_seq: number, _count: number, bytes: Uint8Array | null) {
+        // A length-framed reply: [u32 length][body].
+        replies.set(i, Buffer.from(bytes!).subarray(4).toString());
+        if (replies.size === total) done();
+      },
+    }));
+    for (const t of targets) s.server.dispatcher.submit(t, 0, Buffer.from('who'));
+    await all;
+    for (let i = 0; i < total; i++) expect(replies.get(i)).toBe(`${targets[i]!.remoteAddress}:${targets[i]!.remotePort}`);
+  });
+});
