@@ -1,8 +1,5 @@
-import { EventEmitter, once } from 'node:events';
-import { fileURLToPath } from 'node:url';
-import { MessageChannel } from 'node:worker_threads';
-import type { MessagePort, Worker } from 'node:worker_threads';
-import { Piscina } from 'piscina';
+import { EventEmitter } from 'node:events';
+import type { Piscina } from 'piscina';
 import { HandlerLoadError, ShoalError, errorFromCode, serializeError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
 import type { Framing } from '../framing/types.js';
@@ -15,19 +12,17 @@ import { InlineExecutor, frameReplies } from './inline.js';
 import type { HandlerTiming } from './inline.js';
 import { OffloadPolicy } from './offload.js';
 import type { OffloadMode } from './offload.js';
-import { WORKER_CELL_BYTES, W_CURRENT, W_STARTED, W_THREAD } from './protocol.js';
-import type { ControlMessage, ControlRequest, IdleWait, ServeResult, ServeTask, WorkerNotice, WorkerSpec } from './protocol.js';
-import { R_CLOSE, R_ERROR, ReplyReader, createReplyRing } from './reply-ring.js';
-import type { ReplyRecord } from './reply-ring.js';
+import type { ControlRequest, IdleWait, WorkerSpec } from './protocol.js';
+import { R_CLOSE, R_ERROR } from './reply-ring.js';
+import type { ReplyReader, ReplyRecord } from './reply-ring.js';
+import { WorkerSet } from './workers.js';
+import type { RestartReason, Serving } from './workers.js';
 import {
-  CTL_CONTROL,
-  CTL_DOORBELL,
-  CTL_MAIN_WAITING,
-  CTL_STOP,
-  CTL_TAIL,
   ADDR_ENTRIES,
   ADDR_ENTRY_BYTES,
   ADDR_INLINE,
+  CTL_DOORBELL,
+  CTL_MAIN_WAITING,
   FIELDS,
   F_ADDR_INDEX,
   F_ADDR_LENGTH,
@@ -36,7 +31,6 @@ import {
   F_OFFSET,
   F_PORT,
   F_SEQUENCE,
-  MAX_GEN,
   PHASE_ASYNC,
   PHASE_RUNNING,
   STATE_FREE,
@@ -50,15 +44,11 @@ import {
 import type { WorkQueueBuffers } from './work-queue.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
-const WORKER_FILE = fileURLToPath(new URL('../../workers/worker.js', import.meta.url));
-
 /**
  * Message slots: messages handed to the pool and not yet answered (waiting in the
  * queue, running, or async). More wait on the main thread, in the fair queue.
  */
 const MESSAGE_SLOTS = 4096;
-/** Each worker's reply ring; replies above a quarter of it take the overflow port. */
-const RING_BYTES = 1024 * 1024;
 /**
  * How much work (ms) the shared queue holds per worker beyond what runs: enough that
  * a worker finishing a message finds the next one without a round trip through the
@@ -78,8 +68,6 @@ const AHEAD_MIN = 2;
 const AHEAD_MAX = 256;
 /** A message of a dying worker whose culprit cannot be named is retried at most this often. */
 const MAX_BLIND_RETRIES = 1;
-/** Wait at most this long (ms) for a dead worker's thread to be gone before its messages are recovered anyway. */
-const EXIT_WAIT_MS = 5000;
 
 export interface PoolOptions {
   workers: number;
@@ -94,28 +82,7 @@ export interface PoolOptions {
   handlerTimeout: number;
 }
 
-/** Why a worker was replaced: we terminated it (handlerTimeout), or it exited or crashed by itself. */
-export type RestartReason = 'handler_timeout' | 'exit';
-
-/** One worker's serve task, as the main thread tracks it (a replacement gets a new one). */
-interface Serving {
-  index: number;
-  gen: number;
-  cell: Int32Array;
-  started: Float64Array;
-  ring: ReplyReader;
-  control: MessagePort;
-  abort: AbortController | null;
-  threadId: number;
-  worker: Worker | null;
-  ready: boolean;
-  /** This worker cannot load the handler: it serves nothing. */
-  loadError: SerializedError | null;
-  /** Terminated by the watchdog; the slot of the message that ran too long. */
-  killed: boolean;
-  timedOut: number;
-  done: Promise<void>;
-}
+export type { RestartReason } from './workers.js';
 
 /**
  * The pool: frames go into one shared queue (work-queue.ts) that every free worker
@@ -131,7 +98,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #spec: WorkerSpec;
   readonly #framing: Framing;
   readonly #events: DispatchEvents;
-  #pool: Piscina | null = null;
+  readonly #workers: WorkerSet;
 
   readonly #buffers: WorkQueueBuffers;
   readonly #view: WorkQueueView;
@@ -166,23 +133,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** Set by the admin server when metrics are on: times the messages run inline. */
   onHandlerTiming: HandlerTiming | null = null;
 
-  readonly #serving: (Serving | null)[];
-  /** Dead workers whose messages are not recovered yet (their rings are still read). */
-  readonly #retiring = new Set<Serving>();
-  #gen = 0;
   #armed = false;
   #draining = false;
   #wakeQueued = false;
   #lastBell = 0;
+  #started = false;
   #closing = false;
-  #watchdog: NodeJS.Timeout | null = null;
   #framesSent = 0;
   #inlineRun = 0;
-  #killed = 0;
-  readonly #restarts: Record<RestartReason, number> = { handler_timeout: 0, exit: 0 };
-  #controlId = 0;
-  readonly #answers = new Map<number, (n: Extract<WorkerNotice, { type: 'answer' }>) => void>();
-  #readyWaiters: (() => void)[] = [];
 
   constructor(options: PoolOptions, spec: WorkerSpec, framing: Framing, events: DispatchEvents) {
     super();
@@ -203,7 +161,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#reframe = spec.framing === null;
     // A stuck handler can be stopped only in a worker: with a handlerTimeout, 'auto' keeps every message in the pool.
     this.#policy = new OffloadPolicy(options.offload === 'auto' && options.handlerTimeout > 0 ? 'always' : options.offload);
-    this.#serving = new Array(options.workers).fill(null);
+    this.#workers = new WorkerSet(options, spec, this.#buffers, this.#view.ctl, {
+      // Messages may have queued while no worker was ready: they are taken now.
+      ready: () => this.#writer.wake(1),
+      gone: (w, err) => this.#recover(w, err),
+      loadFailed: (error, others) => this.#onLoadFailed(error, others),
+      restarted: (reason, threadId) => this.emit('workerRestart', reason, threadId),
+      error: (error) => this.#events.workerFailure(error, 0),
+    });
   }
 
   get saturated(): boolean {
@@ -212,152 +177,33 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   async start(): Promise<void> {
     const o = this.#o;
-    this.#pool = new Piscina({
-      filename: WORKER_FILE,
-      minThreads: o.workers,
-      maxThreads: o.workers,
-      // Piscina kills idle workers at once by default; shoal keeps its threads for its life.
-      idleTimeout: 2 ** 31 - 1,
-      // One serve task per worker, for the worker's life.
-      concurrentTasksPerWorker: 1,
-      maxQueue: o.workers * 2,
-      atomics: 'disabled',
-      workerData: this.#spec,
-    });
-    // A worker's uncaught error outside a task: Piscina replaces the worker; we only log.
-    this.#pool.on('error', (err: unknown) => this.#events.workerFailure(serializeError(err), 0));
     const inline = this.#policy.mode === 'always' ? Promise.resolve(null) : HandlerRuntime.load(this.#spec.runtime, 0);
-    for (let i = 0; i < o.workers; i++) this.#startWorker(i);
+    this.#workers.start();
+    this.#started = true;
     let failure: SerializedError | null = null;
     try {
       const runtime = await inline;
       if (runtime !== null) this.#inline = new InlineExecutor(runtime, this.#framing, this.#events, this.#spec.handlerTimeout);
-      failure = await this.#allReady(o.startupTimeout);
+      failure = await this.#workers.allReady(o.startupTimeout);
     } catch (err) {
       failure = serializeError(err);
     }
     if (failure !== null) {
       this.#closing = true;
-      await this.#destroyPool();
+      await this.#workers.destroy();
       throw new HandlerLoadError(failure.message);
     }
-    if (o.handlerTimeout > 0) {
-      this.#watchdog = setInterval(this.#checkDeadlines, Math.max(10, Math.min(250, o.handlerTimeout / 4)));
-      this.#watchdog.unref();
-    }
   }
 
-  /** Resolves with null once every worker is ready, or with why not (a load error, the time). */
-  async #allReady(timeoutMs: number): Promise<SerializedError | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const serving = this.#serving;
-      const failed = serving.find((s) => s?.loadError);
-      if (failed) return failed.loadError;
-      const ready = serving.filter((s) => s?.ready).length;
-      if (ready === serving.length) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        return { code: 'SHOAL_HANDLER_LOAD_FAILED', message: `only ${ready} of ${serving.length} workers loaded the handler within ${timeoutMs} ms` };
-      }
-      await waitAtMost(new Promise<void>((r) => this.#readyWaiters.push(r)), left);
-    }
-  }
-
-  #wakeReadyWaiters(): void {
-    const w = this.#readyWaiters;
-    this.#readyWaiters = [];
-    for (const r of w) r();
-  }
-
-  /** Start (or restart) worker `index`'s serve task, with a generation and a ring of its own. */
-  #startWorker(index: number): void {
-    const gen = (this.#gen = (this.#gen % (MAX_GEN - 1)) + 1);
-    const ring = createReplyRing(RING_BYTES);
-    const control = new MessageChannel();
-    const overflow = new MessageChannel();
-    const cell = new SharedArrayBuffer(WORKER_CELL_BYTES);
-    const abort = this.#o.handlerTimeout > 0 ? new AbortController() : null;
-    const s: Serving = {
-      index,
-      gen,
-      cell: new Int32Array(cell, 0, 2),
-      started: new Float64Array(cell, 0, 2),
-      ring: new ReplyReader(ring, overflow.port1),
-      control: control.port1,
-      abort,
-      threadId: -1,
-      worker: null,
-      ready: false,
-      loadError: null,
-      killed: false,
-      timedOut: -1,
-      done: Promise.resolve(),
-    };
-    s.cell[W_CURRENT] = -1;
-    s.cell[W_THREAD] = -1;
-    control.port1.on('message', (n: WorkerNotice) => this.#onNotice(s, n));
-    control.port1.unref();
-    const task: ServeTask = { kind: 'serve', gen, queue: this.#buffers, ring, cell, overflow: overflow.port2, control: control.port2 };
-    this.#serving[index] = s;
-    s.done = this.#pool!.run(task, { transferList: [overflow.port2, control.port2] as never, signal: abort?.signal ?? null }).then(
-      (r: ServeResult) => this.#onServeEnd(s, r),
-      (err: unknown) => this.#onServeFailed(s, err),
-    );
-  }
-
-  #onNotice(s: Serving, n: WorkerNotice): void {
-    if (n.type === 'ready') {
-      s.threadId = n.threadId;
-      s.worker = this.#pool?.threads.find((w) => w.threadId === n.threadId) ?? null;
-      s.ready = true;
-      this.#wakeReadyWaiters();
-      // Messages may have queued while no worker was ready (they are taken now).
-      this.#writer.wake(1);
+  /** A worker cannot load the handler (a replacement, the module changed on disk). */
+  #onLoadFailed(error: SerializedError, others: boolean): void {
+    if (others) {
+      this.#events.workerFailure(error, 0);
       return;
     }
-    const answer = this.#answers.get(n.id);
-    if (answer) {
-      this.#answers.delete(n.id);
-      answer(n);
-    }
-  }
-
-  /** A serve task ended without its worker dying: shutdown, or a handler that does not load. */
-  #onServeEnd(s: Serving, r: ServeResult): void {
-    if (r.loadError === undefined) return;
-    s.loadError = r.loadError;
-    this.#wakeReadyWaiters();
-    if (this.#closing || this.#serving.some((x) => x !== null && x.ready && x.loadError === null)) {
-      if (!this.#closing) this.#events.workerFailure(r.loadError, 0);
-      return;
-    }
-    // No worker can run the handler (a replacement failed to load it): nothing queued can run.
-    this.#events.workerFailure(r.loadError, this.#outstanding + this.#queue.size);
-    this.#failAllWaiting(r.loadError);
-  }
-
-  /**
-   * The worker died (it exited, crashed, or we terminated it for handlerTimeout). Once
-   * its thread is gone (nothing can write any more) its replies are read and its
-   * messages recovered; a replacement starts at once.
-   */
-  #onServeFailed(s: Serving, err: unknown): void {
-    if (this.#closing) return;
-    this.#retiring.add(s);
-    const reason: RestartReason = s.killed ? 'handler_timeout' : 'exit';
-    const threadId = s.threadId >= 0 ? s.threadId : Atomics.load(s.cell, W_THREAD);
-    const worker = s.worker ?? this.#pool?.threads.find((w) => w.threadId === threadId) ?? null;
-    const gone = worker !== null && worker.threadId >= 0 ? waitAtMost(once(worker, 'exit'), EXIT_WAIT_MS) : Promise.resolve();
-    void gone.then(() => {
-      this.#retiring.delete(s);
-      if (this.#closing) return;
-      this.#recover(s, err);
-    });
-    if (s.killed) this.#killed--;
-    this.#restarts[reason]++;
-    this.emit('workerRestart', reason, threadId);
-    this.#startWorker(s.index);
+    // No worker can run the handler: nothing queued can run.
+    this.#events.workerFailure(error, this.#outstanding + this.#queue.size);
+    this.#failAllWaiting(error);
   }
 
   /**
@@ -429,51 +275,18 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     }
   }
 
-  /** Terminate the worker whose running handler is past handlerTimeout. */
-  readonly #checkDeadlines = (): void => {
-    const now = Date.now();
-    const limit = this.#o.handlerTimeout;
-    for (const s of this.#serving) {
-      if (s === null || s.killed || !s.ready) continue;
-      const current = Atomics.load(s.cell, W_CURRENT);
-      if (current >= 0 && now - s.started[W_STARTED]! > limit) {
-        s.killed = true;
-        s.timedOut = current;
-        this.#killed++;
-        s.abort?.abort(); // Piscina terminates the worker and starts a replacement
-      }
-    }
-  };
-
   /**
    * Deliver a control request to the worker whose threadId is `request.target`.
    * Resolves with its answer; rejects if that worker is gone or did not answer in time.
    */
-  async control(request: ControlRequest, timeoutMs: number): Promise<unknown> {
-    const s = this.#serving.find((x) => x !== null && x.ready && x.threadId === request.target);
-    if (this.#pool === null || this.#closing) throw new ShoalError('SHOAL_SERVER_CLOSED', 'the pool is closed');
-    if (s === undefined || s === null) throw new ShoalError('SHOAL_WORKER_DIED', `worker ${request.target} did not answer (it is gone)`);
-    const id = ++this.#controlId;
-    const answered = new Promise<Extract<WorkerNotice, { type: 'answer' }>>((resolve) => this.#answers.set(id, resolve));
-    const message: ControlMessage = { id, request };
-    s.control.postMessage(message);
-    const ctl = this.#view.ctl;
-    Atomics.add(ctl, CTL_CONTROL, 1);
-    Atomics.notify(ctl, CTL_TAIL); // a parked worker wakes and reads its port
-    let answer: Extract<WorkerNotice, { type: 'answer' }> | undefined;
-    await waitAtMost(
-      answered.then((a) => (answer = a)),
-      timeoutMs,
-    );
-    this.#answers.delete(id);
-    if (answer === undefined) throw new ShoalError('SHOAL_WORKER_DIED', `worker ${request.target} did not answer within ${timeoutMs} ms`);
-    if (answer.error !== undefined) throw errorFromCode(answer.error);
-    return answer.value;
+  control(request: ControlRequest, timeoutMs: number): Promise<unknown> {
+    if (this.#closing) return Promise.reject(new ShoalError('SHOAL_SERVER_CLOSED', 'the pool is closed'));
+    return this.#workers.control(request, timeoutMs);
   }
 
   /** Workers replaced since start, by reason. */
   get restarts(): Readonly<Record<RestartReason, number>> {
-    return this.#restarts;
+    return this.#workers.restarts;
   }
 
   /** The kind of a message for the offload decision: its route id, or -1 (one kind) without routing. */
@@ -627,7 +440,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const ctl = this.#view.ctl;
     const seen = Atomics.load(ctl, CTL_DOORBELL);
     this.#drainAll();
-    if (this.#outstanding === 0 || this.#pool === null) return;
+    if (this.#outstanding === 0 || this.#closing) return;
     Atomics.store(ctl, CTL_MAIN_WAITING, 1);
     const w = Atomics.waitAsync(ctl, CTL_DOORBELL, seen, 1000);
     this.#armed = true;
@@ -646,8 +459,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#draining = true;
     try {
       this.#lastBell = Atomics.load(this.#view.ctl, CTL_DOORBELL);
-      for (const s of this.#serving) if (s !== null) this.#drainRing(s.ring);
-      for (const s of this.#retiring) this.#drainRing(s.ring);
+      for (const ring of this.#workers.rings()) this.#drainRing(ring);
       if (this.#queue.size > 0 || this.#saturated) this.#refill();
     } finally {
       this.#draining = false;
@@ -752,7 +564,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   /** The pool, for the admin endpoint (thread list, utilization). */
   get pool(): Piscina | null {
-    return this.#pool;
+    return this.#workers.pool;
   }
 
   /**
@@ -761,25 +573,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
    * runs teardown()), then destroy the threads. Every step is bounded by timeoutMs.
    */
   async close(timeoutMs: number): Promise<void> {
-    if (this.#pool === null) return;
-    if (this.#watchdog) clearInterval(this.#watchdog);
+    if (!this.#started || this.#closing) return;
     // Frames still waiting belong to connections that were destroyed: nobody is left to answer.
     this.#queue.clear();
     if (this.#outstanding > 0) await waitAtMost(new Promise((r) => this.once('idle', r)), timeoutMs);
     this.#closing = true;
-    const ctl = this.#view.ctl;
-    Atomics.store(ctl, CTL_STOP, 1);
-    Atomics.notify(ctl, CTL_TAIL);
-    await waitAtMost(Promise.all(this.#serving.map((s) => s?.done)), timeoutMs);
+    await this.#workers.stop(timeoutMs);
     const inline = this.#inline?.runner.runtime;
     if (inline) await waitAtMost(inline.teardown().catch(() => {}), timeoutMs);
-    await this.#destroyPool();
-  }
-
-  async #destroyPool(): Promise<void> {
-    const pool = this.#pool;
-    this.#pool = null;
-    if (pool) await pool.destroy().catch(() => {});
-    for (const s of this.#serving) s?.control.close();
+    await this.#workers.destroy();
   }
 }
