@@ -578,6 +578,9 @@ async function main(): Promise<number> {
   };
   const svgFile = `${base}.svg`;
   if (closed.length) writeFileSync(join(out, svgFile), heatSvg(results));
+  // the README's picture: only a whole grid at full length replaces it
+  const wholeGrid = !values.only && !quick && values.duration === undefined && !setup.serverArgs.length && !ref;
+  if (wholeGrid) writeFileSync(join(out, 'latest-shapes.svg'), heatSvg(results));
   writeFileSync(join(out, `${base}.json`), JSON.stringify(results, null, 1) + '\n');
   const md = markdown(results, svgFile);
   writeFileSync(join(out, `${base}.md`), md);
