@@ -26,4 +26,5 @@ export {
 } from './framing/index.js';
 export type * from './framing/types.js';
 export type { HandlerContext, Handler } from '../workers/runtime.js';
-export { handleSignals } from './shutdown.js';
+export { handleSignals, handleReloadSignal, reloadAll } from './shutdown.js';
+export type { SwapReport as ReloadReport } from './dispatch/swap.js';

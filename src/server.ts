@@ -12,6 +12,8 @@ import type { AdmissionHooks, Peer } from './edge/admission.js';
 import { TlsTerminator } from './edge/tls.js';
 import { TrustedProxies } from './edge/trusted.js';
 import { PoolDispatcher } from './dispatch/pool.js';
+import { SwappableDispatcher } from './dispatch/swap.js';
+import type { SwapReport } from './dispatch/swap.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats } from './dispatch/types.js';
 import { ShoalError } from './errors.js';
 import type { SerializedError } from './errors.js';
@@ -58,6 +60,10 @@ export interface ServerCounters {
   proxyHeaderErrors: number;
   /** TLS handshakes that failed or ran past tlsHandshakeTimeout. */
   tlsHandshakeFailures: number;
+  /** Hot reloads that switched to the new code. */
+  reloads: number;
+  /** Hot reloads refused because the new handler did not load (the old code kept serving). */
+  reloadFailures: number;
 }
 
 /** Every budget that can be hit, by the option that sets it. */
@@ -91,7 +97,7 @@ const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection
 
 export class ShoalServer extends EventEmitter {
   readonly options: ResolvedOptions;
-  readonly #dispatcher: Dispatcher;
+  readonly #dispatcher: SwappableDispatcher;
   readonly #connections = new Set<Connection>();
   readonly #perIp = new Map<string, number>();
   /** Where the next resume-after-saturation round starts (fairness). */
@@ -119,6 +125,8 @@ export class ShoalServer extends EventEmitter {
     proxyHeadersRefused: 0,
     proxyHeaderErrors: 0,
     tlsHandshakeFailures: 0,
+    reloads: 0,
+    reloadFailures: 0,
   };
   readonly #limits: ConnectionLimits;
   #net: NetServer | null = null;
@@ -162,18 +170,10 @@ export class ShoalServer extends EventEmitter {
         this.emit('workerFailure', error, messages);
       },
     };
-    const runtime = { handlerUrl: o.handlerUrl, codec: o.codec, routing: o.routing, onHandlerError: o.onHandlerError };
     // Metrics on: workers count into shared memory, read by the admin server when scraped.
+    // Every generation of workers (see reload()) counts into the same slots.
     const shared = o.admin?.metrics && o.workers > 0 ? createSharedMetrics(o.workers) : null;
-    this.#dispatcher =
-      o.workers === 0
-        ? new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout)
-        : new PoolDispatcher(
-            poolOptions(o),
-            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, metrics: shared },
-            o.framing,
-            events,
-          );
+    this.#dispatcher = new SwappableDispatcher((dispatchEvents, generation) => this.#createDispatcher(dispatchEvents, generation, shared), events);
     this.#dispatcher.on('saturated', () => {
       this.#budgetHit('maxPendingFrames', { pending: this.#dispatcher.stats().pendingFrames });
       for (const c of this.#connections) c.setPoolPaused(true);
@@ -211,8 +211,65 @@ export class ShoalServer extends EventEmitter {
     return this.#state === 'listening';
   }
 
-  get dispatcher(): Dispatcher {
+  /** What connections submit to; `.current` is the generation serving now (it changes on reload()). */
+  get dispatcher(): SwappableDispatcher {
     return this.#dispatcher;
+  }
+
+  /**
+   * The dispatcher of one generation: 0 at construction, one more per reload(). Workers
+   * load the handler fresh (a new thread has an empty module cache); on the main thread
+   * (`workers: 0`) the handler module is imported again under a new URL query, which
+   * re-evaluates that module only (what it imports stays cached).
+   */
+  #createDispatcher(events: DispatchEvents, generation: number, shared: SharedArrayBuffer | null): Dispatcher {
+    const o = this.options;
+    const handlerUrl = generation === 0 || o.workers > 0 ? o.handlerUrl : withReloadQuery(o.handlerUrl, generation);
+    const runtime = { handlerUrl, codec: o.codec, routing: o.routing, onHandlerError: o.onHandlerError };
+    if (o.workers === 0) {
+      const inline = new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout);
+      // The admin server (made after generation 0) sets generation 0's timing itself.
+      inline.onHandlerTiming = this.#admin?.metrics?.onHandlerTiming ?? null;
+      return inline;
+    }
+    return new PoolDispatcher(
+      poolOptions(o),
+      { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, metrics: shared },
+      o.framing,
+      events,
+    );
+  }
+
+  /**
+   * Hot reload: load the handler again in a new pool (setup() runs there) and switch
+   * to it once every worker is ready. No connection is dropped and no reply lost:
+   * messages already dispatched finish on the old pool, which then runs teardown()
+   * and stops (bounded by drainTimeout). Each connection's replies switch from old
+   * to new code exactly once. If the new handler does not load, the old pool keeps
+   * serving and this rejects with SHOAL_HANDLER_LOAD_FAILED. Calls are serialized.
+   * Emits 'reload' with the report.
+   */
+  async reload(): Promise<SwapReport> {
+    if (this.#state !== 'listening') {
+      throw new ShoalError('SHOAL_SERVER_CLOSED', `reload() called on a server that is ${this.#state}`);
+    }
+    const o = this.options;
+    o.logger.info({ generation: this.#dispatcher.generation + 1, handler: o.handlerUrl }, 'reload: loading the handler');
+    let report: SwapReport;
+    try {
+      report = await this.#dispatcher.swap(o.drainTimeout, Math.max(1000, Math.min(5000, o.drainTimeout)));
+    } catch (err) {
+      if ((err as ShoalError).code !== 'SHOAL_SERVER_CLOSED') {
+        this.#counters.reloadFailures++;
+        o.logger.error({ code: (err as ShoalError).code, err: (err as Error).message }, 'reload failed: the running code keeps serving');
+      }
+      throw err;
+    }
+    this.#counters.reloads++;
+    if (!report.drained) o.logger.warn({ ...report }, 'reload: the old pool did not answer everything before drainTimeout');
+    o.logger.info({ ...report }, 'reloaded');
+    this.emit('reload', report);
+    return report;
   }
 
   /** The admin HTTP server (options.admin), or null. */
@@ -531,6 +588,13 @@ export class ShoalServer extends EventEmitter {
     this.emit('close', report);
     return report;
   }
+}
+
+/** The handler URL with a query that makes `import()` evaluate the module again. */
+function withReloadQuery(url: string, generation: number): string {
+  const u = new URL(url);
+  u.searchParams.set('shoal-reload', String(generation));
+  return u.href;
 }
 
 export function createServer(options: ServerOptions): ShoalServer {

@@ -23,7 +23,9 @@ const HELP_TAIL = `
   -h, --help                  this help
 
 Signals: SIGINT, SIGTERM or SIGQUIT drain and exit 0; a second signal exits 1 at once.
-SIGHUP re-reads the TLS certificate and key (new handshakes use them; a bad file keeps the old).
+SIGHUP reloads what can change under a running server: the handler (without dropping a
+connection; a handler that fails to load is logged and the running code keeps serving)
+and, with TLS, the certificate and key (new handshakes use them; a bad file keeps the old).
 
 Examples
   shoal start --handler examples/bench-protocol/handler.js
