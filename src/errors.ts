@@ -115,6 +115,11 @@ export class ProxyHeaderError extends ShoalError {
 export interface SerializedError {
   code: string;
   message: string;
+  /**
+   * The stack of an error a handler threw (not of shoal's own errors), for the server's
+   * log: with a TypeScript handler it names the .ts lines (source maps). Never sent to clients.
+   */
+  stack?: string;
 }
 
 export function isErrorCode(code: unknown): code is ErrorCode {
@@ -132,5 +137,7 @@ export function serializeError(err: unknown): SerializedError {
   if (err instanceof ShoalError) return { code: err.code, message: err.message };
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
-  return { code: isErrorCode(code) ? code : 'SHOAL_HANDLER_ERROR', message };
+  const out: SerializedError = { code: isErrorCode(code) ? code : 'SHOAL_HANDLER_ERROR', message };
+  if (err instanceof Error && typeof err.stack === 'string') out.stack = err.stack;
+  return out;
 }

@@ -25,6 +25,17 @@ export {
   RawEncoder,
 } from './framing/index.js';
 export type * from './framing/types.js';
-export type { HandlerContext, Handler } from '../workers/runtime.js';
+export type {
+  HandlerContext,
+  Handler,
+  HandlerFor,
+  HandlerModule,
+  HandlerResult,
+  ReplyValue,
+  CodecMessage,
+  Routes,
+  SetupInfo,
+  ErrorReply,
+} from './handler.js';
 export { handleSignals, handleReloadSignal, reloadAll } from './shutdown.js';
 export type { SwapReport as ReloadReport } from './dispatch/swap.js';

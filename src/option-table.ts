@@ -110,8 +110,8 @@ const MiB = 1024 * 1024;
 export const OPTIONS = {
   // ---- server ----------------------------------------------------------------
   handler: {
-    kind: 'custom', group: 'server', help: 'handler module (ESM or CommonJS) (required)',
-    subFlags: [{ flag: 'handler', arg: '<path>', help: 'handler module (ESM or CommonJS) (required)' }],
+    kind: 'custom', group: 'server', help: 'handler module (ESM, CommonJS, or TypeScript through tsx) (required)',
+    subFlags: [{ flag: 'handler', arg: '<path>', help: 'handler module: ESM, CommonJS, or TypeScript .ts/.mts/.cts through tsx (npm install tsx) (required)' }],
   },
   host: {
     kind: 'text', scope: 'listen', group: 'server', arg: '<addr>', help: 'address to bind',

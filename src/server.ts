@@ -483,7 +483,7 @@ export class ShoalServer extends EventEmitter {
 
   #onHandlerError(conn: Connection, seq: number, error: SerializedError): void {
     this.#counters.handlerErrors++;
-    conn.logger.warn({ seq, code: error.code, err: error.message, policy: this.options.onHandlerError }, 'handler error');
+    conn.logger.warn({ seq, code: error.code, err: error.message, stack: error.stack, policy: this.options.onHandlerError }, 'handler error');
     this.emit('handlerError', error, conn.id, seq);
   }
 
