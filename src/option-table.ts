@@ -230,6 +230,11 @@ export const OPTIONS = {
     kind: 'choice', scope: 'cli', group: 'logging', arg: '<level>', help: 'fatal | error | warn | info | debug | trace | silent',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info',
   },
+  logFormat: {
+    kind: 'choice', scope: 'cli', group: 'logging', arg: '<format>',
+    help: 'auto | pretty | json: auto is short human lines on a terminal, JSON lines otherwise',
+    choices: ['auto', 'pretty', 'json'], default: 'auto',
+  },
 } as const satisfies Record<string, OptionDef>;
 
 export type OptionTable = typeof OPTIONS;

@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { InvalidOptionError } from '../errors.js';
 import type { BuiltinFramingOptions } from '../framing/types.js';
 import { GROUPS, OPTIONS, OPTION_KEYS, flagOf, helpDefault } from '../option-table.js';
@@ -9,6 +8,8 @@ import type { ServerOptions } from '../options.js';
 import { createServer } from '../server.js';
 import { handleReloadSignal, handleSignals } from '../shutdown.js';
 import { parseChoice, parseDuration, parseEscapes, parseInteger, parseSize } from './args.js';
+import { configForLog, createCliLogger } from './logger.js';
+import type { LogFormat } from './logger.js';
 
 // Flags, --help and the mapping to createServer() options all come from the option
 // table (src/option-table.ts); this file only adds what is particular to the command line.
@@ -196,7 +197,7 @@ const CUSTOM_FROM_FLAGS: { [K in CustomKey]: (v: Values) => ServerOptions[K] | u
     if (v['admin-metrics'] !== undefined) admin.metrics = parseChoice('admin-metrics', v['admin-metrics'] as string, ['on', 'off'] as const) === 'on';
     return admin;
   },
-  logger: () => undefined, // made in startMain from --log-level
+  logger: () => undefined, // made in startMain from --log-level and --log-format
   tls: (v) => {
     const cert = v['tls-cert'] as string | undefined;
     const key = v['tls-key'] as string | undefined;
@@ -233,7 +234,7 @@ const CUSTOM_FROM_FLAGS: { [K in CustomKey]: (v: Values) => ServerOptions[K] | u
 };
 
 /** Map flags to ServerOptions (plus listen() and CLI-only values); options.ts validates. */
-export function startOptionsFromFlags(v: Values): { options: ServerOptions; host: string; port: number; logLevel: string } {
+export function startOptionsFromFlags(v: Values): { options: ServerOptions; host: string; port: number; logLevel: string; logFormat: LogFormat } {
   const options = {} as Record<string, unknown>;
   for (const key of OPTION_KEYS) {
     const d = OPTIONS[key] as OptionDef;
@@ -241,8 +242,14 @@ export function startOptionsFromFlags(v: Values): { options: ServerOptions; host
     const value = d.kind === 'custom' ? CUSTOM_FROM_FLAGS[key as CustomKey](v) : cliValue(key, v);
     if (value !== undefined) options[key] = value;
   }
-  const orDefault = (key: 'host' | 'port' | 'logLevel'): unknown => cliValue(key, v) ?? OPTIONS[key].default;
-  return { options: options as ServerOptions, host: orDefault('host') as string, port: orDefault('port') as number, logLevel: orDefault('logLevel') as string };
+  const orDefault = (key: 'host' | 'port' | 'logLevel' | 'logFormat'): unknown => cliValue(key, v) ?? OPTIONS[key].default;
+  return {
+    options: options as ServerOptions,
+    host: orDefault('host') as string,
+    port: orDefault('port') as number,
+    logLevel: orDefault('logLevel') as string,
+    logFormat: orDefault('logFormat') as LogFormat,
+  };
 }
 
 export async function startMain(argv: string[]): Promise<number> {
@@ -251,12 +258,13 @@ export async function startMain(argv: string[]): Promise<number> {
     process.stdout.write(START_HELP);
     return 0;
   }
-  const { options, host, port, logLevel } = startOptionsFromFlags(values as Values);
-  const logger = pino({ level: logLevel, base: { pid: process.pid } });
+  const { options, host, port, logLevel, logFormat } = startOptionsFromFlags(values as Values);
+  const logger = createCliLogger(logLevel, logFormat);
   options.logger = logger;
   const server = createServer(options);
-  const effective = { ...server.options, framing: server.options.framingSpec ?? server.options.framing.name, logger: undefined, goAway: server.options.goAway ? `${server.options.goAway.length} bytes` : null };
-  logger.info({ config: effective }, 'starting');
+  // The whole resolved configuration is for debugging (~900 characters); a person wants one line.
+  logger.info({ handler: server.options.handlerUrl, workers: server.options.workers }, 'starting');
+  logger.debug({ config: configForLog({ ...server.options, framing: server.options.framingSpec ?? server.options.framing.name }) }, 'resolved options');
   handleSignals(server, logger);
   handleReloadSignal(server, logger);
   await server.listen({ host, port });
