@@ -40,6 +40,7 @@ export const GROUPS = {
   pool: 'Worker pool',
   edge: 'TLS and PROXY protocol (off unless --tls-cert / --proxy-protocol is given)',
   admin: 'Admin HTTP server (off unless --admin-port is given)',
+  development: 'Development',
   logging: 'Logging',
 } as const;
 export type Group = keyof typeof GROUPS;
@@ -222,6 +223,12 @@ export const OPTIONS = {
       { flag: 'admin-allow-public', boolean: true, help: 'allow a non-loopback --admin-host (e.g. 0.0.0.0 in a container)' },
       { flag: 'admin-metrics', arg: '<on|off>', help: 'measure handler durations and pool waits in the workers for /metrics', defaultText: ADMIN_DEFAULTS.metrics ? 'on' : 'off' },
     ],
+  },
+
+  // ---- development ---------------------------------------------------------------
+  watch: {
+    kind: 'bool', scope: 'cli', group: 'development', default: false,
+    help: 'reload the handler (as SIGHUP does) when a source file under its directory changes (node_modules and dist ignored)',
   },
 
   // ---- logging -----------------------------------------------------------------

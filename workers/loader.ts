@@ -17,12 +17,17 @@ export function isTypeScript(url: string): boolean {
   return TYPESCRIPT.test(new URL(url).pathname);
 }
 
+const NAMESPACE = 'shoal-handler';
+
 async function loadTsx(url: string): Promise<ScopedImport> {
-  let api: { register(options: { namespace: string }): { import: ScopedImport } };
+  let esm: { register(options: { namespace: string }): { import: ScopedImport } };
+  let cjs: { register(options: { namespace: string }): unknown };
   try {
-    // A variable specifier: tsx is optional, and TypeScript must not require its types.
-    const name = 'tsx/esm/api';
-    api = (await import(name)) as typeof api;
+    // Variable specifiers: tsx is optional, and the build must not need its types.
+    const esmApi = 'tsx/esm/api';
+    const cjsApi = 'tsx/cjs/api';
+    esm = (await import(esmApi)) as typeof esm;
+    cjs = (await import(cjsApi)) as typeof cjs;
   } catch (err) {
     const code = (err as { code?: string })?.code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
@@ -33,7 +38,11 @@ async function loadTsx(url: string): Promise<ScopedImport> {
     }
     throw err;
   }
-  return api.register({ namespace: 'shoal-handler' }).import;
+  // A .ts file outside a "type": "module" package is CommonJS to tsx: its require()s
+  // (of './lib.js' meaning lib.ts) need tsx's CommonJS hooks too, in the same namespace
+  // (as tsx's own tsImport() does).
+  cjs.register({ namespace: NAMESPACE });
+  return esm.register({ namespace: NAMESPACE }).import;
 }
 
 /**

@@ -9,6 +9,7 @@ import { createServer } from '../server.js';
 import { handleReloadSignal, handleSignals } from '../shutdown.js';
 import { parseChoice, parseDuration, parseEscapes, parseInteger, parseSize } from './args.js';
 import { configForLog, createCliLogger } from './logger.js';
+import { watchHandler } from './watch.js';
 import type { LogFormat } from './logger.js';
 
 // Flags, --help and the mapping to createServer() options all come from the option
@@ -234,7 +235,7 @@ const CUSTOM_FROM_FLAGS: { [K in CustomKey]: (v: Values) => ServerOptions[K] | u
 };
 
 /** Map flags to ServerOptions (plus listen() and CLI-only values); options.ts validates. */
-export function startOptionsFromFlags(v: Values): { options: ServerOptions; host: string; port: number; logLevel: string; logFormat: LogFormat } {
+export function startOptionsFromFlags(v: Values): { options: ServerOptions; host: string; port: number; logLevel: string; logFormat: LogFormat; watch: boolean } {
   const options = {} as Record<string, unknown>;
   for (const key of OPTION_KEYS) {
     const d = OPTIONS[key] as OptionDef;
@@ -242,13 +243,14 @@ export function startOptionsFromFlags(v: Values): { options: ServerOptions; host
     const value = d.kind === 'custom' ? CUSTOM_FROM_FLAGS[key as CustomKey](v) : cliValue(key, v);
     if (value !== undefined) options[key] = value;
   }
-  const orDefault = (key: 'host' | 'port' | 'logLevel' | 'logFormat'): unknown => cliValue(key, v) ?? OPTIONS[key].default;
+  const orDefault = (key: 'host' | 'port' | 'logLevel' | 'logFormat' | 'watch'): unknown => cliValue(key, v) ?? OPTIONS[key].default;
   return {
     options: options as ServerOptions,
     host: orDefault('host') as string,
     port: orDefault('port') as number,
     logLevel: orDefault('logLevel') as string,
     logFormat: orDefault('logFormat') as LogFormat,
+    watch: orDefault('watch') as boolean,
   };
 }
 
@@ -258,7 +260,7 @@ export async function startMain(argv: string[]): Promise<number> {
     process.stdout.write(START_HELP);
     return 0;
   }
-  const { options, host, port, logLevel, logFormat } = startOptionsFromFlags(values as Values);
+  const { options, host, port, logLevel, logFormat, watch } = startOptionsFromFlags(values as Values);
   const logger = createCliLogger(logLevel, logFormat);
   options.logger = logger;
   const server = createServer(options);
@@ -268,5 +270,6 @@ export async function startMain(argv: string[]): Promise<number> {
   handleSignals(server, logger);
   handleReloadSignal(server, logger);
   await server.listen({ host, port });
+  if (watch) watchHandler(server, logger);
   return -1; // keep running: exit happens on a signal
 }
