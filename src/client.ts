@@ -6,6 +6,7 @@ import { InvalidOptionError, ShoalError } from './errors.js';
 import { FrameReader, createFraming, encodeFrame, isFraming } from './framing/index.js';
 import type { BuiltinFramingOptions, Framing } from './framing/index.js';
 
+/** Options of connect(): where to connect, the framing (the server's), and the request timeout. */
 export interface ClientOptions {
   host?: string;
   port: number;
@@ -62,6 +63,7 @@ export class Client {
     }
   }
 
+  /** Open a connection; resolves once it is connected (rejects with the socket error). */
   static async connect(options: ClientOptions): Promise<Client> {
     const maxFrame = options.maxFrame ?? 1024 * 1024;
     const framing = isFraming(options.framing)
@@ -176,6 +178,7 @@ export class Client {
   }
 }
 
+/** Connect a client with the same framing as the server: request/response, pipelined, replies matched in order. */
 export function connect(options: ClientOptions): Promise<Client> {
   return Client.connect(options);
 }

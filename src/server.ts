@@ -38,11 +38,13 @@ import type { ResolvedOptions, ServerOptions } from './options.js';
  */
 export type ServerState = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
 
+/** Where listen() binds: port (0 = any free port) and host (default 127.0.0.1). */
 export interface ListenOptions {
   port?: number;
   host?: string;
 }
 
+/** Totals since the server started, over open and closed connections. */
 export interface ServerCounters {
   connectionsAccepted: number;
   connectionsRejected: number;
@@ -69,6 +71,7 @@ export interface ServerCounters {
 /** Every budget that can be hit, by the option that sets it. */
 export type BudgetName = Budget | 'maxConnections' | 'maxConnectionsPerIp' | 'maxPendingFrames' | 'handlerTimeout' | 'drainTimeout';
 
+/** A snapshot of the server (server.stats()): state, connections, counters, budget hits and the dispatcher queue. */
 export interface ServerStats {
   state: ServerState;
   budgetHits: Partial<Record<BudgetName, number>>;
@@ -77,6 +80,7 @@ export interface ServerStats {
   dispatcher: DispatcherStats;
 }
 
+/** What close() reports: connections open when it began, how many drained, how many were destroyed at the deadline. */
 export interface DrainReport {
   /** Connections open when close() began. */
   connections: number;
@@ -95,6 +99,7 @@ type RawSocket = Socket & { [PEER]?: Peer | null };
 /** Budgets that are ordinary back pressure: logged at debug, not warn. */
 const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection', 'sendHighWater']);
 
+/** The server: accepts, frames, dispatches to the worker pool, and returns replies in order. Made by createServer(). */
 export class ShoalServer extends EventEmitter {
   readonly options: ResolvedOptions;
   readonly #dispatcher: SwappableDispatcher;
@@ -329,6 +334,7 @@ export class ShoalServer extends EventEmitter {
     return address;
   }
 
+  /** The bound address once listening, else null. */
   address(): AddressInfo | null {
     return (this.#net?.address() as AddressInfo | null) ?? null;
   }
@@ -515,6 +521,7 @@ export class ShoalServer extends EventEmitter {
     return this.#connections;
   }
 
+  /** A snapshot of connections, counters, budget hits and the dispatcher. */
   stats(): ServerStats {
     const counters = { ...this.#counters };
     let paused = 0;
@@ -597,6 +604,7 @@ function withReloadQuery(url: string, generation: number): string {
   return u.href;
 }
 
+/** Make a server (validates the options; throws SHOAL_INVALID_OPTION). Call listen() to start it. */
 export function createServer(options: ServerOptions): ShoalServer {
   return new ShoalServer(options);
 }

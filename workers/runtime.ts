@@ -33,6 +33,7 @@ export interface HandlerContext {
   send(reply: unknown): void;
 }
 
+/** A handler of any codec: gets the decoded message and the context, returns replies (see HandlerFor for typed ones). */
 export type Handler = (message: any, ctx: HandlerContext) => unknown;
 
 interface HandlerModule {

@@ -61,6 +61,7 @@ interface Generation {
 
 const SUMMED = ['pendingFrames', 'pendingBytes', 'batchesInFlight', 'framesInFlight', 'batchesSent', 'framesSent'] as const;
 
+/** What reload() resolves with. */
 export interface SwapReport {
   /** The generation now serving (1 after the first reload). */
   generation: number;
