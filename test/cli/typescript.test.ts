@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -25,6 +25,27 @@ describe('shoal start with a TypeScript handler', () => {
       expect(logged.stack).toMatch(/handler\.ts:17:\d+/);
     } finally {
       c.close();
+    }
+  });
+
+  it("in a CommonJS package (no \"type\": \"module\"), a thrown error's logged stack names the .ts line too", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-cjs-ts-'));
+    try {
+      cpSync(`${FIXTURES}typescript/handler.ts`, join(dir, 'handler.ts'));
+      cpSync(`${FIXTURES}typescript/describe.ts`, join(dir, 'describe.ts'));
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'cjs-app', type: 'commonjs' }));
+      const r = run(['start', '--handler', join(dir, 'handler.ts'), '--codec', 'utf8', '--on-handler-error', 'error-frame', '--port', '0', '--workers', '1']);
+      const port = (await r.waitForLog('listening', 20_000)).port as number;
+      const c = await connect({ port, timeout: 10_000 });
+      try {
+        expect((await c.request('echo:x')).toString()).toBe('ts:echo:x:0');
+        await c.request('throw:y');
+        expect((await r.waitForLog('handler error')).stack).toMatch(/handler\.ts:17:\d+/);
+      } finally {
+        c.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -133,6 +133,27 @@ describe('server.reload()', () => {
     expect(profile.status).toBe(200);
   });
 
+  // Inline, the main thread re-imports the handler module itself: through tsx's import()
+  // (an ES module package) or its require() (a CommonJS one), each must evaluate it again.
+  for (const type of ['module', 'commonjs']) {
+    it(`a TypeScript handler reloads inline (workers: 0, "type": "${type}")`, async () => {
+      dir = mkdtempSync(join(tmpdir(), 'shoal-reload-ts-'));
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ type }));
+      const file = join(dir, 'handler.ts');
+      const ts = (v: string): string => `export default (frame: Buffer): string => '${v}|' + frame.toString();\n`;
+      writeFileSync(file, ts('v1'));
+      running = await start({ handler: file, workers: 0 });
+      const client = await running.client();
+      expect((await client.request('a')).toString()).toBe('v1|a');
+      writeFileSync(file, ts('v2'));
+      await running.server.reload();
+      expect((await client.request('b')).toString()).toBe('v2|b');
+      writeFileSync(file, ts('v3'));
+      await running.server.reload();
+      expect((await client.request('c')).toString()).toBe('v3|c');
+    });
+  }
+
   it('serializes concurrent calls: each one switches a generation', async () => {
     const { file } = await startWith(1);
     const server = running!.server;
