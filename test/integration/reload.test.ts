@@ -2,10 +2,10 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createServer } from '../../dist/src/index.js';
+import { createServer, reloadAll } from '../../dist/src/index.js';
 import type { ServerOptions } from '../../dist/src/index.js';
 import { adminPort, get, sample, scrape } from '../admin/helpers.js';
-import { start } from '../helpers/server.js';
+import { FIXTURES, start } from '../helpers/server.js';
 import type { Running } from '../helpers/server.js';
 import { pipelinedLoad } from '../helpers/load.js';
 import type { LoadConnection } from '../helpers/load.js';
@@ -153,6 +153,25 @@ describe('server.reload()', () => {
       expect((await client.request('c')).toString()).toBe('v3|c');
     });
   }
+
+  it("reloadAll (SIGHUP's work) reloads the TLS certificate and the handler; a handler that fails still lets TLS reload", async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shoal-reload-all-'));
+    const file = join(dir, 'handler.js');
+    writeFileSync(file, handlerSource('v1', dir));
+    running = await start({ handler: file, workers: 1, tls: { cert: `${FIXTURES}tls/server.crt`, key: `${FIXTURES}tls/server.key` } });
+    const server = running.server;
+    const events: string[] = [];
+    server.on('tlsReload', () => events.push('tls'));
+    server.on('reload', () => events.push('handler'));
+    writeFileSync(file, handlerSource('v2', dir));
+    await reloadAll(server);
+    expect(events).toEqual(['tls', 'handler']);
+    writeFileSync(file, 'export default (frame) => {\n');
+    const failed = await settle(reloadAll(server));
+    expect(!failed.ok && failed.error.code).toBe('SHOAL_HANDLER_LOAD_FAILED');
+    expect(events).toEqual(['tls', 'handler', 'tls']);
+    expect(server.stats().counters).toMatchObject({ reloads: 1, reloadFailures: 1 });
+  });
 
   it('serializes concurrent calls: each one switches a generation', async () => {
     const { file } = await startWith(1);
