@@ -30,23 +30,32 @@ export function createCliLogger(level: string, format: LogFormat, stdout: NodeJS
   return pino({ level }, stream);
 }
 
-/** Option names whose values are secrets (TLS keys and passphrases): never logged. */
-const SECRET = /key|passphrase|pfx|secret|password|token/i;
+/** Option names whose values are always secret (a TLS passphrase). */
+const SECRET = /passphrase|secret|password|token/i;
+/** Option names that may hold key material (tls.key, tls.pfx): a path is shown, PEM is not. */
+const KEY_MATERIAL = /key|pfx/i;
+
+function looksLikeMaterial(value: unknown): boolean {
+  return value instanceof Uint8Array || (typeof value === 'string' && value.includes('-----BEGIN'));
+}
 
 /**
  * The resolved options as a log record: functions and loggers dropped, byte values
- * summarized, secret-looking fields redacted, so the dump never prints key material.
+ * summarized, objects with a toJSON() (the resolved tls option) shown as they describe
+ * themselves, and secrets redacted, so the dump never prints key material.
  */
 export function configForLog(value: unknown, name = ''): unknown {
-  if (name !== '' && SECRET.test(name)) return value === null || value === undefined ? value : '[redacted]';
   if (value === null || value === undefined) return value;
+  if (name !== '' && (SECRET.test(name) || (KEY_MATERIAL.test(name) && looksLikeMaterial(value)))) return '[redacted]';
   if (typeof value === 'function') return undefined;
   if (value instanceof Uint8Array) return `${value.length} bytes`;
   if (value instanceof URL) return value.href;
   if (Array.isArray(value)) return value.map((v) => configForLog(v, name));
   if (typeof value === 'object') {
+    const own = typeof (value as { toJSON?: unknown }).toJSON === 'function' ? (value as { toJSON(): unknown }).toJSON() : value;
+    if (own === null || typeof own !== 'object') return configForLog(own, name);
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
+    for (const [k, v] of Object.entries(own)) {
       if (k === 'logger') continue;
       const shown = configForLog(v, k);
       if (shown !== undefined) out[k] = shown;

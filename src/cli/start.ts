@@ -265,7 +265,8 @@ export async function startMain(argv: string[]): Promise<number> {
   options.logger = logger;
   const server = createServer(options);
   // The whole resolved configuration is for debugging (~900 characters); a person wants one line.
-  logger.info({ handler: server.options.handlerUrl, workers: server.options.workers }, 'starting');
+  const tls = server.options.tls;
+  logger.info({ handler: server.options.handlerUrl, workers: server.options.workers, ...(tls !== null ? { tls: configForLog(tls) } : {}) }, 'starting');
   logger.debug({ config: configForLog({ ...server.options, framing: server.options.framingSpec ?? server.options.framing.name }) }, 'resolved options');
   handleSignals(server, logger);
   handleReloadSignal(server, logger);

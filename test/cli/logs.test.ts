@@ -59,6 +59,11 @@ describe('shoal start logs', () => {
       onThing: () => {},
     });
     expect(shown).toEqual({ workers: 2, goAway: '4 bytes', tls: { key: '[redacted]', cert: 'CERT', passphrase: '[redacted]', pfx: null } });
+    // A key given as a path is named (which file), and an object's own toJSON() is used.
+    expect(configForLog({ tls: { key: '/etc/shoal/server.key', keyPem: '-----BEGIN PRIVATE KEY-----\nMII' } })).toEqual({
+      tls: { key: '/etc/shoal/server.key', keyPem: '[redacted]' },
+    });
+    expect(configForLog({ tls: { toJSON: () => ({ cert: 'a.crt', key: '<120 bytes of PEM>' }) } })).toEqual({ tls: { cert: 'a.crt', key: '<120 bytes of PEM>' } });
     expect(JSON.stringify(shown)).not.toContain('PRIVATE');
     expect(JSON.stringify(shown)).not.toContain('hunter2');
   });
