@@ -399,9 +399,9 @@ function joinDashValues(argv: string[]): string[] {
   return out;
 }
 
-async function main(): Promise<number> {
-  const { values } = parseArgs({
-    args: joinDashValues(process.argv.slice(2)),
+function parseOptions(argv: string[]) {
+  return parseArgs({
+    args: joinDashValues(argv),
     options: {
       quick: { type: 'boolean' },
       runs: { type: 'string' },
@@ -421,6 +421,16 @@ async function main(): Promise<number> {
     },
     strict: true,
   });
+}
+
+async function main(): Promise<number> {
+  let values: ReturnType<typeof parseOptions>['values'];
+  try {
+    ({ values } = parseOptions(process.argv.slice(2)));
+  } catch (err) {
+    process.stderr.write(`shapes: ${(err as Error).message}\n${HELP}`);
+    return 2;
+  }
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -510,7 +520,8 @@ async function main(): Promise<number> {
 
   const memory: MemoryRun[] = [];
   const agree: AgreeRun[] = [];
-  const memoryServers: ShapeServerId[] = ['pool', 'inline', ...(setup.refDir ? (['ref'] as const) : []), 'net'];
+  // cold start: the shoal servers asked for (a cluster's memory shows as peak RSS in every cell), and the plain net floor
+  const memoryServers: ShapeServerId[] = [...serverIds.filter((id) => id !== 'cluster'), 'net'];
   for (let rep = 1; rep <= runs; rep++) {
     for (const cell of closed) for (const id of serverIds) await attempt(rep, cell, id);
     for (const cell of open) {
@@ -578,6 +589,9 @@ async function main(): Promise<number> {
   };
   const svgFile = `${base}.svg`;
   if (closed.length) writeFileSync(join(out, svgFile), heatSvg(results));
+  // the README's picture: only a whole grid at full length replaces it
+  const wholeGrid = !values.only && !quick && values.duration === undefined && !setup.serverArgs.length && !ref;
+  if (wholeGrid) writeFileSync(join(out, 'latest-shapes.svg'), heatSvg(results));
   writeFileSync(join(out, `${base}.json`), JSON.stringify(results, null, 1) + '\n');
   const md = markdown(results, svgFile);
   writeFileSync(join(out, `${base}.md`), md);

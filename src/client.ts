@@ -7,6 +7,7 @@ import { DEFAULTS } from './options.js';
 import { FrameReader, createFraming, encodeFrame, isFraming } from './framing/index.js';
 import type { BuiltinFramingOptions, Framing } from './framing/index.js';
 
+/** Options of connect(): where to connect, the framing (the server's), and the request timeout. */
 export interface ClientOptions {
   host?: string;
   port: number;
@@ -63,6 +64,7 @@ export class Client {
     }
   }
 
+  /** Open a connection; resolves once it is connected (rejects with the socket error). */
   static async connect(options: ClientOptions): Promise<Client> {
     const maxFrame = options.maxFrame ?? DEFAULTS.maxFrame;
     const framing = isFraming(options.framing)
@@ -177,6 +179,7 @@ export class Client {
   }
 }
 
+/** Connect a client with the same framing as the server: request/response, pipelined, replies matched in order. */
 export function connect(options: ClientOptions): Promise<Client> {
   return Client.connect(options);
 }

@@ -43,6 +43,7 @@ export interface ConnectionLimits {
   idleTimeout: number;
 }
 
+/** Traffic counted on one connection (summed into the server's counters when it closes). */
 export interface ConnectionCounters {
   framesIn: number;
   bytesIn: number;
@@ -65,6 +66,7 @@ export interface ConnectionHooks {
 /** The per-connection budgets, by the option that sets each. */
 export type Budget = 'maxInFlightPerConnection' | 'sendHighWater' | 'sendTimeout' | 'idleTimeout' | 'maxFrame';
 
+/** One client socket: its framer, reorder buffer, send queue, timeouts and state. Made by the server for each accepted connection (the 'connection' event). */
 export class Connection implements DispatchTarget {
   readonly id: number;
 

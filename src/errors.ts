@@ -31,8 +31,10 @@ export const ERROR_CODES = {
   SHOAL_REQUEST_TIMEOUT: 'No reply arrived within the request timeout (client side).',
 } as const;
 
+/** Every stable error code (SHOAL_*); README's error table lists each one. */
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** The base of every error shoal raises: branch on its stable `code`, not on the message. */
 export class ShoalError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
@@ -48,12 +50,14 @@ export class ShoalError extends Error {
   }
 }
 
+/** SHOAL_INVALID_OPTION: an option (or CLI flag) is invalid; the message names it. */
 export class InvalidOptionError extends ShoalError {
   constructor(message: string) {
     super('SHOAL_INVALID_OPTION', message);
   }
 }
 
+/** SHOAL_FRAME_TOO_LARGE: a frame (or its length field) exceeds maxFrame; `length` and `max` say by how much. */
 export class FrameTooLargeError extends ShoalError {
   readonly length: number;
   readonly max: number;
@@ -64,6 +68,7 @@ export class FrameTooLargeError extends ShoalError {
   }
 }
 
+/** SHOAL_FRAME_TRUNCATED: the stream ended inside a frame (`buffered` bytes of it were discarded). */
 export class FrameTruncatedError extends ShoalError {
   readonly buffered: number;
   constructor(buffered: number) {
@@ -72,24 +77,28 @@ export class FrameTruncatedError extends ShoalError {
   }
 }
 
+/** SHOAL_FRAME_INVALID: the bytes cannot be a frame. */
 export class FrameInvalidError extends ShoalError {
   constructor(message: string) {
     super('SHOAL_FRAME_INVALID', message);
   }
 }
 
+/** SHOAL_HANDLER_LOAD_FAILED: the handler module did not load (listen() or reload() rejects with it). */
 export class HandlerLoadError extends ShoalError {
   constructor(message: string, cause?: unknown) {
     super('SHOAL_HANDLER_LOAD_FAILED', message, { cause });
   }
 }
 
+/** SHOAL_HANDLER_ERROR: a handler threw, rejected, or returned what its codec cannot encode. */
 export class HandlerError extends ShoalError {
   constructor(message: string, cause?: unknown) {
     super('SHOAL_HANDLER_ERROR', message, { cause });
   }
 }
 
+/** SHOAL_HANDLER_TIMEOUT: a handler ran past handlerTimeout (`timeout` ms). */
 export class HandlerTimeoutError extends ShoalError {
   readonly timeout: number;
   constructor(timeout: number) {
@@ -112,11 +121,18 @@ export class ProxyHeaderError extends ShoalError {
   }
 }
 
+/** An error as it crosses a worker boundary and reaches `handlerError` listeners. */
 export interface SerializedError {
   code: string;
   message: string;
+  /**
+   * The stack of an error a handler threw (not of shoal's own errors), for the server's
+   * log: with a TypeScript handler it names the .ts lines (source maps). Never sent to clients.
+   */
+  stack?: string;
 }
 
+/** Whether `code` is one of shoal's error codes. */
 export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
 }
@@ -132,5 +148,7 @@ export function serializeError(err: unknown): SerializedError {
   if (err instanceof ShoalError) return { code: err.code, message: err.message };
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
-  return { code: isErrorCode(code) ? code : 'SHOAL_HANDLER_ERROR', message };
+  const out: SerializedError = { code: isErrorCode(code) ? code : 'SHOAL_HANDLER_ERROR', message };
+  if (err instanceof Error && typeof err.stack === 'string') out.stack = err.stack;
+  return out;
 }

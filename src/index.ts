@@ -1,14 +1,14 @@
 export { createServer, ShoalServer } from './server.js';
 export type { ServerState, ListenOptions, ServerStats, ServerCounters, DrainReport, BudgetName } from './server.js';
 export { Connection } from './connection.js';
-export type { ConnState, Budget } from './connection.js';
+export type { ConnState, Budget, ConnectionCounters } from './connection.js';
 export { connect, Client } from './client.js';
 export type { ClientOptions } from './client.js';
 export { DEFAULTS, resolveOptions } from './options.js';
-export type { ServerOptions, Codec, ErrorPolicy, Logger, RoutingOptions, ProxyProtocolOptions } from './options.js';
+export type { ServerOptions, ResolvedOptions, AdminOptions, ResolvedAdminOptions, Codec, ErrorPolicy, Logger, RoutingOptions, ProxyProtocolOptions } from './options.js';
 export { ProxyHeaderDecoder, encodeProxyV1, encodeProxyV2 } from './edge/proxy-protocol.js';
-export type { ProxyHeader, ProxyTlv, ProxyEndpoint, ProxyMode } from './edge/proxy-protocol.js';
-export type { TlsOptions } from './edge/tls.js';
+export type { ProxyHeader, ProxyTlv, ProxyEndpoint, ProxyMode, ProxyDecodeResult, EncodeV2Options } from './edge/proxy-protocol.js';
+export type { TlsOptions, PemSource } from './edge/tls.js';
 export * from './errors.js';
 export {
   FrameReader,
@@ -25,5 +25,17 @@ export {
   RawEncoder,
 } from './framing/index.js';
 export type * from './framing/types.js';
-export type { HandlerContext, Handler } from '../workers/runtime.js';
-export { handleSignals } from './shutdown.js';
+export type {
+  HandlerContext,
+  Handler,
+  HandlerFor,
+  HandlerModule,
+  HandlerResult,
+  ReplyValue,
+  CodecMessage,
+  Routes,
+  SetupInfo,
+  ErrorReply,
+} from './handler.js';
+export { handleSignals, handleReloadSignal, reloadAll } from './shutdown.js';
+export type { SwapReport as ReloadReport } from './dispatch/swap.js';

@@ -40,6 +40,7 @@ export const GROUPS = {
   pool: 'Worker pool',
   edge: 'TLS and PROXY protocol (off unless --tls-cert / --proxy-protocol is given)',
   admin: 'Admin HTTP server (off unless --admin-port is given)',
+  development: 'Development',
   logging: 'Logging',
 } as const;
 export type Group = keyof typeof GROUPS;
@@ -110,8 +111,8 @@ const MiB = 1024 * 1024;
 export const OPTIONS = {
   // ---- server ----------------------------------------------------------------
   handler: {
-    kind: 'custom', group: 'server', help: 'handler module (ESM or CommonJS) (required)',
-    subFlags: [{ flag: 'handler', arg: '<path>', help: 'handler module (ESM or CommonJS) (required)' }],
+    kind: 'custom', group: 'server', help: 'handler module (ESM, CommonJS, or TypeScript through tsx) (required)',
+    subFlags: [{ flag: 'handler', arg: '<path>', help: 'handler module: ESM, CommonJS, or TypeScript .ts/.mts/.cts through tsx (npm install tsx) (required)' }],
   },
   host: {
     kind: 'text', scope: 'listen', group: 'server', arg: '<addr>', help: 'address to bind',
@@ -226,11 +227,22 @@ export const OPTIONS = {
     ],
   },
 
+  // ---- development ---------------------------------------------------------------
+  watch: {
+    kind: 'bool', scope: 'cli', group: 'development', default: false,
+    help: 'reload the handler (as SIGHUP does) when a source file under its directory changes (node_modules and dist ignored)',
+  },
+
   // ---- logging -----------------------------------------------------------------
   logger: { kind: 'custom', group: 'logging', help: 'a pino-compatible logger', noFlag: 'an object: the CLI makes a pino logger at --log-level' },
   logLevel: {
     kind: 'choice', scope: 'cli', group: 'logging', arg: '<level>', help: 'fatal | error | warn | info | debug | trace | silent',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info',
+  },
+  logFormat: {
+    kind: 'choice', scope: 'cli', group: 'logging', arg: '<format>',
+    help: 'auto | pretty | json: auto is short human lines on a terminal, JSON lines otherwise',
+    choices: ['auto', 'pretty', 'json'], default: 'auto',
   },
 } as const satisfies Record<string, OptionDef>;
 

@@ -13,17 +13,26 @@ import type { OptionDef, PlainServerKey, PlainValues, PoolKey } from './option-t
 
 export { DEFAULTS } from './option-table.js';
 
+/** How a handler sees a message and how its return value is packed: raw bytes, a UTF-8 string, or JSON. */
 export type Codec = PlainValues['codec'];
+/** What a handler error does to its connection: close it, reply with an error frame, or drop that reply. */
 export type ErrorPolicy = PlainValues['onHandlerError'];
 
+/** A pino-compatible logger: shoal logs through these methods only. */
 export interface Logger {
+  /** Log at debug level. */
   debug(obj: unknown, msg?: string): void;
+  /** Log at info level. */
   info(obj: unknown, msg?: string): void;
+  /** Log at warn level. */
   warn(obj: unknown, msg?: string): void;
+  /** Log at error level. */
   error(obj: unknown, msg?: string): void;
+  /** A logger whose lines carry `bindings` (optional: shoal wraps a logger without one). */
   child?(bindings: Record<string, unknown>): Logger;
 }
 
+/** Routing by a message id in front of each body, to the handler module's `routes`. */
 export interface RoutingOptions {
   /** Size of the big-endian message id in front of every body: 2 or 4 bytes (zinx uses 4). */
   idBytes?: 2 | 4;
@@ -44,6 +53,7 @@ export interface AdminOptions {
   metrics?: boolean;
 }
 
+/** The admin options after defaults (server.options.admin). */
 export interface ResolvedAdminOptions {
   port: number;
   host: string;
@@ -69,6 +79,7 @@ export type ServerOptions = {
   proxyProtocol?: ProxyProtocolOptions | null;
 } & { [K in PlainServerKey]?: PlainValues[K] };
 
+/** The options after validation and defaults (server.options). */
 export type ResolvedOptions = PlainValues & {
   handlerUrl: string;
   framing: Framing;

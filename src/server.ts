@@ -12,6 +12,8 @@ import type { AdmissionHooks, Peer } from './edge/admission.js';
 import { TlsTerminator } from './edge/tls.js';
 import { TrustedProxies } from './edge/trusted.js';
 import { PoolDispatcher } from './dispatch/pool.js';
+import { SwappableDispatcher } from './dispatch/swap.js';
+import type { SwapReport } from './dispatch/swap.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats } from './dispatch/types.js';
 import { ShoalError } from './errors.js';
 import type { SerializedError } from './errors.js';
@@ -36,11 +38,13 @@ import type { ResolvedOptions, ServerOptions } from './options.js';
  */
 export type ServerState = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
 
+/** Where listen() binds: port (0 = any free port) and host (default 127.0.0.1). */
 export interface ListenOptions {
   port?: number;
   host?: string;
 }
 
+/** Totals since the server started, over open and closed connections. */
 export interface ServerCounters {
   connectionsAccepted: number;
   connectionsRejected: number;
@@ -58,11 +62,16 @@ export interface ServerCounters {
   proxyHeaderErrors: number;
   /** TLS handshakes that failed or ran past tlsHandshakeTimeout. */
   tlsHandshakeFailures: number;
+  /** Hot reloads that switched to the new code. */
+  reloads: number;
+  /** Hot reloads refused because the new handler did not load (the old code kept serving). */
+  reloadFailures: number;
 }
 
 /** Every budget that can be hit, by the option that sets it. */
 export type BudgetName = Budget | 'maxConnections' | 'maxConnectionsPerIp' | 'maxPendingFrames' | 'handlerTimeout' | 'drainTimeout';
 
+/** A snapshot of the server (server.stats()): state, connections, counters, budget hits and the dispatcher queue. */
 export interface ServerStats {
   state: ServerState;
   budgetHits: Partial<Record<BudgetName, number>>;
@@ -71,6 +80,7 @@ export interface ServerStats {
   dispatcher: DispatcherStats;
 }
 
+/** What close() reports: connections open when it began, how many drained, how many were destroyed at the deadline. */
 export interface DrainReport {
   /** Connections open when close() began. */
   connections: number;
@@ -89,9 +99,10 @@ type RawSocket = Socket & { [PEER]?: Peer | null };
 /** Budgets that are ordinary back pressure: logged at debug, not warn. */
 const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection', 'sendHighWater']);
 
+/** The server: accepts, frames, dispatches to the worker pool, and returns replies in order. Made by createServer(). */
 export class ShoalServer extends EventEmitter {
   readonly options: ResolvedOptions;
-  readonly #dispatcher: Dispatcher;
+  readonly #dispatcher: SwappableDispatcher;
   readonly #connections = new Set<Connection>();
   readonly #perIp = new Map<string, number>();
   /** Where the next resume-after-saturation round starts (fairness). */
@@ -119,6 +130,8 @@ export class ShoalServer extends EventEmitter {
     proxyHeadersRefused: 0,
     proxyHeaderErrors: 0,
     tlsHandshakeFailures: 0,
+    reloads: 0,
+    reloadFailures: 0,
   };
   readonly #limits: ConnectionLimits;
   #net: NetServer | null = null;
@@ -162,18 +175,10 @@ export class ShoalServer extends EventEmitter {
         this.emit('workerFailure', error, messages);
       },
     };
-    const runtime = { handlerUrl: o.handlerUrl, codec: o.codec, routing: o.routing, onHandlerError: o.onHandlerError };
     // Metrics on: workers count into shared memory, read by the admin server when scraped.
+    // Every generation of workers (see reload()) counts into the same slots.
     const shared = o.admin?.metrics && o.workers > 0 ? createSharedMetrics(o.workers) : null;
-    this.#dispatcher =
-      o.workers === 0
-        ? new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout)
-        : new PoolDispatcher(
-            poolOptions(o),
-            { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, idleWait: o.atomics, metrics: shared },
-            o.framing,
-            events,
-          );
+    this.#dispatcher = new SwappableDispatcher((dispatchEvents, generation) => this.#createDispatcher(dispatchEvents, generation, shared), events);
     this.#dispatcher.on('saturated', () => {
       this.#budgetHit('maxPendingFrames', { pending: this.#dispatcher.stats().pendingFrames });
       for (const c of this.#connections) c.setPoolPaused(true);
@@ -211,8 +216,70 @@ export class ShoalServer extends EventEmitter {
     return this.#state === 'listening';
   }
 
-  get dispatcher(): Dispatcher {
+  /** What connections submit to; `.current` is the generation serving now (it changes on reload()). */
+  get dispatcher(): SwappableDispatcher {
     return this.#dispatcher;
+  }
+
+  /**
+   * The dispatcher of one generation: 0 at construction, one more per reload(). Workers
+   * load the handler fresh (a new thread has an empty module cache); on the main thread
+   * (`workers: 0`) the handler module is imported again under a new URL query, which
+   * re-evaluates that module only (what it imports stays cached).
+   */
+  #createDispatcher(events: DispatchEvents, generation: number, shared: SharedArrayBuffer | null): Dispatcher {
+    const o = this.options;
+    // New worker threads load the module afresh; the main thread (workers: 0, or the pool's
+    // adaptive offload) needs a new URL to import it again.
+    const handlerUrl = generation === 0 ? o.handlerUrl : withReloadQuery(o.handlerUrl, generation);
+    const runtime = { handlerUrl, codec: o.codec, routing: o.routing, onHandlerError: o.onHandlerError };
+    if (o.workers === 0) {
+      const inline = new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout);
+      // The admin server (made after generation 0) sets generation 0's timing itself.
+      inline.onHandlerTiming = this.#admin?.metrics?.onHandlerTiming ?? null;
+      return inline;
+    }
+    const pool = new PoolDispatcher(
+      poolOptions(o),
+      { runtime, framing: o.framingSpec, maxFrame: o.maxFrame, handlerTimeout: o.handlerTimeout, idleWait: o.atomics, metrics: shared },
+      o.framing,
+      events,
+    );
+    // Messages its offload runs inline are timed on the main thread (generation 0: by the admin server).
+    pool.onHandlerTiming = this.#admin?.metrics?.onHandlerTiming ?? null;
+    return pool;
+  }
+
+  /**
+   * Hot reload: load the handler again in a new pool (setup() runs there) and switch
+   * to it once every worker is ready. No connection is dropped and no reply lost:
+   * messages already dispatched finish on the old pool, which then runs teardown()
+   * and stops (bounded by drainTimeout). Each connection's replies switch from old
+   * to new code exactly once. If the new handler does not load, the old pool keeps
+   * serving and this rejects with SHOAL_HANDLER_LOAD_FAILED. Calls are serialized.
+   * Emits 'reload' with the report.
+   */
+  async reload(): Promise<SwapReport> {
+    if (this.#state !== 'listening') {
+      throw new ShoalError('SHOAL_SERVER_CLOSED', `reload() called on a server that is ${this.#state}`);
+    }
+    const o = this.options;
+    o.logger.info({ generation: this.#dispatcher.generation + 1, handler: o.handlerUrl }, 'reload: loading the handler');
+    let report: SwapReport;
+    try {
+      report = await this.#dispatcher.swap(o.drainTimeout, Math.max(1000, Math.min(5000, o.drainTimeout)));
+    } catch (err) {
+      if ((err as ShoalError).code !== 'SHOAL_SERVER_CLOSED') {
+        this.#counters.reloadFailures++;
+        o.logger.error({ code: (err as ShoalError).code, err: (err as Error).message }, 'reload failed: the running code keeps serving');
+      }
+      throw err;
+    }
+    this.#counters.reloads++;
+    if (!report.drained) o.logger.warn({ ...report }, 'reload: the old pool did not answer everything before drainTimeout');
+    o.logger.info({ ...report }, 'reloaded');
+    this.emit('reload', report);
+    return report;
   }
 
   /** The admin HTTP server (options.admin), or null. */
@@ -272,6 +339,7 @@ export class ShoalServer extends EventEmitter {
     return address;
   }
 
+  /** The bound address once listening, else null. */
   address(): AddressInfo | null {
     return (this.#net?.address() as AddressInfo | null) ?? null;
   }
@@ -426,7 +494,7 @@ export class ShoalServer extends EventEmitter {
 
   #onHandlerError(conn: Connection, seq: number, error: SerializedError): void {
     this.#counters.handlerErrors++;
-    conn.logger.warn({ seq, code: error.code, err: error.message, policy: this.options.onHandlerError }, 'handler error');
+    conn.logger.warn({ seq, code: error.code, err: error.message, stack: error.stack, policy: this.options.onHandlerError }, 'handler error');
     this.emit('handlerError', error, conn.id, seq);
   }
 
@@ -458,6 +526,7 @@ export class ShoalServer extends EventEmitter {
     return this.#connections;
   }
 
+  /** A snapshot of connections, counters, budget hits and the dispatcher. */
   stats(): ServerStats {
     const counters = { ...this.#counters };
     let paused = 0;
@@ -533,6 +602,14 @@ export class ShoalServer extends EventEmitter {
   }
 }
 
+/** The handler URL with a query that makes `import()` evaluate the module again. */
+function withReloadQuery(url: string, generation: number): string {
+  const u = new URL(url);
+  u.searchParams.set('shoal-reload', String(generation));
+  return u.href;
+}
+
+/** Make a server (validates the options; throws SHOAL_INVALID_OPTION). Call listen() to start it. */
 export function createServer(options: ServerOptions): ShoalServer {
   return new ShoalServer(options);
 }

@@ -41,21 +41,40 @@ export function handleSignals(
 }
 
 /**
- * SIGHUP re-reads what can change under a running server: today the TLS
- * certificate and key (server.reloadTls()). A failure is logged by the server
- * and the current certificate stays. Returns a function that removes the handler.
+ * Everything SIGHUP reloads, in one place: the TLS certificate and key when the
+ * server has TLS (server.reloadTls()), and the handler code (server.reload(), the
+ * hot reload). Both are tried; it rejects with the first failure (each is logged by
+ * the server, and what failed keeps its old version serving).
+ */
+export async function reloadAll(server: ShoalServer): Promise<void> {
+  const failures: unknown[] = [];
+  if (server.options.tls !== null) {
+    try {
+      server.reloadTls();
+    } catch (err) {
+      failures.push(err);
+    }
+  }
+  try {
+    await server.reload();
+  } catch (err) {
+    failures.push(err);
+  }
+  if (failures.length > 0) throw failures[0];
+}
+
+/**
+ * SIGHUP under the CLI: reloadAll(), never exit. Signals that arrive during a reload
+ * are served one after another (reload() is serialized). Returns a function that
+ * removes the handler.
  */
 export function handleReloadSignal(server: ShoalServer, logger: Logger): () => void {
   const onHup = (): void => {
-    if (server.options.tls === null) {
-      logger.info({ signal: 'SIGHUP' }, 'SIGHUP: nothing to reload (no TLS)');
-      return;
-    }
-    try {
-      server.reloadTls();
-    } catch {
-      // logged by reloadTls(); the old certificate keeps serving
-    }
+    logger.info({ signal: 'SIGHUP', tls: server.options.tls !== null }, 'recv SIGHUP: reloading');
+    reloadAll(server).catch((err: unknown) => {
+      // Logged by reload() / reloadTls(); the running code (or certificate) keeps serving.
+      logger.debug({ code: (err as { code?: string }).code }, 'SIGHUP: a reload did not apply');
+    });
   };
   process.on('SIGHUP', onHup);
   return () => {

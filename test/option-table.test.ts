@@ -56,8 +56,9 @@ describe('the option table', () => {
 
   it('--help shows the default the code really uses when the flag is absent', async () => {
     const lib = resolveOptions({ handler }) as unknown as Record<string, unknown>;
-    const { options, host, port, logLevel } = startOptionsFromFlags({ handler });
-    const cli = { ...(resolveOptions(options) as unknown as Record<string, unknown>), host, port, logLevel };
+    // The CLI-only values (host, port, logLevel, logFormat, ...) next to the server's.
+    const { options, ...cliOnly } = startOptionsFromFlags({ handler });
+    const cli = { ...(resolveOptions(options) as unknown as Record<string, unknown>), ...cliOnly };
     for (const key of OPTION_KEYS) {
       const d = OPTIONS[key] as OptionDef;
       if (d.kind === 'custom') continue;

@@ -8,6 +8,7 @@
 import { BadRequestError, HandlerLoadError, serializeError } from '../src/errors.js';
 import type { SerializedError } from '../src/errors.js';
 import { decodeMessage, encodeReply } from './codec.js';
+import { importHandler } from './loader.js';
 import type { Codec } from './codec.js';
 
 export type ErrorPolicy = 'close' | 'error-frame' | 'drop';
@@ -32,6 +33,7 @@ export interface HandlerContext {
   send(reply: unknown): void;
 }
 
+/** A handler of any codec: gets the decoded message and the context, returns replies (see HandlerFor for typed ones). */
 export type Handler = (message: any, ctx: HandlerContext) => unknown;
 
 interface HandlerModule {
@@ -108,8 +110,9 @@ function asFunction<T>(value: unknown, name: string, url: string): T | null {
 async function loadModule(url: string): Promise<HandlerModule> {
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(url)) as Record<string, unknown>;
+    mod = await importHandler(url);
   } catch (err) {
+    if (err instanceof HandlerLoadError) throw err;
     throw new HandlerLoadError(`cannot load handler module ${url}: ${(err as Error)?.message ?? String(err)}`, err);
   }
   const handler = asFunction<Handler>(typeof mod.default === 'function' ? mod.default : pick(mod, 'handler'), 'handler', url);

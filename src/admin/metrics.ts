@@ -262,6 +262,13 @@ export class ShoalMetrics {
     add('shoal_handler_errors_total', 'Messages whose handler threw, rejected or timed out, by the error policy applied.', 'counter', () => [
       { labels: { policy: server.options.onHandlerError }, value: this.#take().stats.counters.handlerErrors },
     ]);
+    add('shoal_reloads_total', 'Hot reloads (server.reload(), SIGHUP), by result: ok (switched to the new code) or failed (the old code kept serving).', 'counter', () => {
+      const c = this.#take().stats.counters;
+      return [
+        { labels: { result: 'ok' }, value: c.reloads },
+        { labels: { result: 'failed' }, value: c.reloadFailures },
+      ];
+    });
     add('shoal_worker_failures_total', 'Batches lost to a dying worker (their messages were retried or got the error policy).', 'counter', one((s) => s.counters.workerFailures));
     add(
       'shoal_handler_duration_seconds',

@@ -30,6 +30,7 @@ import { ShoalError } from '../errors.js';
 import type { ResolvedAdminOptions } from '../options.js';
 import type { ShoalServer } from '../server.js';
 import { ShoalMetrics } from './metrics.js';
+import type { PoolView } from './metrics.js';
 import { profiling, startCpuProfile, stopCpuProfile } from './profile.js';
 import { waitAtMost } from '../wait.js';
 
@@ -71,7 +72,6 @@ export class AdminServer {
   /** null when admin.metrics is false (then /metrics is 404). */
   readonly metrics: ShoalMetrics | null;
   readonly #server: ShoalServer;
-  readonly #pool: PoolDispatcher | null;
   #http: HttpServer | null = null;
   #listening: Promise<AddressInfo> | null = null;
   #closing: Promise<void> | null = null;
@@ -91,10 +91,27 @@ export class AdminServer {
   constructor(server: ShoalServer, options: ResolvedAdminOptions, shared: SharedArrayBuffer | null) {
     this.options = options;
     this.#server = server;
-    const d = server.dispatcher;
-    this.#pool = d instanceof PoolDispatcher ? d : null;
-    this.metrics = options.metrics ? new ShoalMetrics(server, this.#pool, shared) : null;
+    const swap = server.dispatcher;
+    // A view that follows reload(): the pool serving now, restarts over every generation.
+    const view: PoolView = {
+      get pool() {
+        const d = swap.current;
+        return d instanceof PoolDispatcher ? d.pool : null;
+      },
+      get restarts() {
+        return swap.restarts;
+      },
+    };
+    this.metrics = options.metrics ? new ShoalMetrics(server, server.options.workers > 0 ? view : null, shared) : null;
+    // Later generations get the timing from the server when they are made (server.ts #createDispatcher).
+    const d = swap.current;
     if (this.metrics !== null && (d instanceof InlineDispatcher || d instanceof PoolDispatcher)) d.onHandlerTiming = this.metrics.onHandlerTiming;
+  }
+
+  /** The pool serving now (reload() replaces it), or null with `workers: 0`. */
+  get #pool(): PoolDispatcher | null {
+    const d = this.#server.dispatcher.current;
+    return d instanceof PoolDispatcher ? d : null;
   }
 
   listen(): Promise<AddressInfo> {
@@ -245,7 +262,7 @@ export class AdminServer {
         framesSent: d.framesSent,
         saturated: d.saturated,
         utilization: piscina?.utilization ?? 0,
-        restarts: this.#pool?.restarts ?? {},
+        restarts: this.#pool !== null ? this.#server.dispatcher.restarts : {},
       },
       budgetHits: s.budgetHits,
       counters: s.counters,

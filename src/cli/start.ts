@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { InvalidOptionError } from '../errors.js';
 import type { BuiltinFramingOptions } from '../framing/types.js';
 import { GROUPS, OPTIONS, OPTION_KEYS, flagOf, helpDefault } from '../option-table.js';
@@ -9,6 +8,9 @@ import type { ServerOptions } from '../options.js';
 import { createServer } from '../server.js';
 import { handleReloadSignal, handleSignals } from '../shutdown.js';
 import { parseChoice, parseDuration, parseEscapes, parseInteger, parseSize } from './args.js';
+import { configForLog, createCliLogger } from './logger.js';
+import { watchHandler } from './watch.js';
+import type { LogFormat } from './logger.js';
 
 // Flags, --help and the mapping to createServer() options all come from the option
 // table (src/option-table.ts); this file only adds what is particular to the command line.
@@ -23,7 +25,9 @@ const HELP_TAIL = `
   -h, --help                  this help
 
 Signals: SIGINT, SIGTERM or SIGQUIT drain and exit 0; a second signal exits 1 at once.
-SIGHUP re-reads the TLS certificate and key (new handshakes use them; a bad file keeps the old).
+SIGHUP reloads what can change under a running server: the handler (without dropping a
+connection; a handler that fails to load is logged and the running code keeps serving)
+and, with TLS, the certificate and key (new handshakes use them; a bad file keeps the old).
 
 Examples
   shoal start --handler examples/bench-protocol/handler.js
@@ -194,7 +198,7 @@ const CUSTOM_FROM_FLAGS: { [K in CustomKey]: (v: Values) => ServerOptions[K] | u
     if (v['admin-metrics'] !== undefined) admin.metrics = parseChoice('admin-metrics', v['admin-metrics'] as string, ['on', 'off'] as const) === 'on';
     return admin;
   },
-  logger: () => undefined, // made in startMain from --log-level
+  logger: () => undefined, // made in startMain from --log-level and --log-format
   tls: (v) => {
     const cert = v['tls-cert'] as string | undefined;
     const key = v['tls-key'] as string | undefined;
@@ -231,7 +235,7 @@ const CUSTOM_FROM_FLAGS: { [K in CustomKey]: (v: Values) => ServerOptions[K] | u
 };
 
 /** Map flags to ServerOptions (plus listen() and CLI-only values); options.ts validates. */
-export function startOptionsFromFlags(v: Values): { options: ServerOptions; host: string; port: number; logLevel: string } {
+export function startOptionsFromFlags(v: Values): { options: ServerOptions; host: string; port: number; logLevel: string; logFormat: LogFormat; watch: boolean } {
   const options = {} as Record<string, unknown>;
   for (const key of OPTION_KEYS) {
     const d = OPTIONS[key] as OptionDef;
@@ -239,8 +243,15 @@ export function startOptionsFromFlags(v: Values): { options: ServerOptions; host
     const value = d.kind === 'custom' ? CUSTOM_FROM_FLAGS[key as CustomKey](v) : cliValue(key, v);
     if (value !== undefined) options[key] = value;
   }
-  const orDefault = (key: 'host' | 'port' | 'logLevel'): unknown => cliValue(key, v) ?? OPTIONS[key].default;
-  return { options: options as ServerOptions, host: orDefault('host') as string, port: orDefault('port') as number, logLevel: orDefault('logLevel') as string };
+  const orDefault = (key: 'host' | 'port' | 'logLevel' | 'logFormat' | 'watch'): unknown => cliValue(key, v) ?? OPTIONS[key].default;
+  return {
+    options: options as ServerOptions,
+    host: orDefault('host') as string,
+    port: orDefault('port') as number,
+    logLevel: orDefault('logLevel') as string,
+    logFormat: orDefault('logFormat') as LogFormat,
+    watch: orDefault('watch') as boolean,
+  };
 }
 
 export async function startMain(argv: string[]): Promise<number> {
@@ -249,14 +260,17 @@ export async function startMain(argv: string[]): Promise<number> {
     process.stdout.write(START_HELP);
     return 0;
   }
-  const { options, host, port, logLevel } = startOptionsFromFlags(values as Values);
-  const logger = pino({ level: logLevel, base: { pid: process.pid } });
+  const { options, host, port, logLevel, logFormat, watch } = startOptionsFromFlags(values as Values);
+  const logger = createCliLogger(logLevel, logFormat);
   options.logger = logger;
   const server = createServer(options);
-  const effective = { ...server.options, framing: server.options.framingSpec ?? server.options.framing.name, logger: undefined, goAway: server.options.goAway ? `${server.options.goAway.length} bytes` : null };
-  logger.info({ config: effective }, 'starting');
+  // The whole resolved configuration is for debugging (~900 characters); a person wants one line.
+  const tls = server.options.tls;
+  logger.info({ handler: server.options.handlerUrl, workers: server.options.workers, ...(tls !== null ? { tls: configForLog(tls) } : {}) }, 'starting');
+  logger.debug({ config: configForLog({ ...server.options, framing: server.options.framingSpec ?? server.options.framing.name }) }, 'resolved options');
   handleSignals(server, logger);
   handleReloadSignal(server, logger);
   await server.listen({ host, port });
+  if (watch) watchHandler(server, logger);
   return -1; // keep running: exit happens on a signal
 }

@@ -117,6 +117,7 @@ export class ProxyHeaderDecoder {
     return this.#buf?.length ?? 0;
   }
 
+  /** Feed the next bytes; returns the header and the bytes after it once it is whole, else null (throws ProxyHeaderError). */
   push(chunk: Buffer): ProxyDecodeResult | null {
     if (this.#done) throw new Error('ProxyHeaderDecoder: push() after the header was decoded');
     const buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);

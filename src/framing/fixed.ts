@@ -23,6 +23,7 @@ export class FixedLengthDecoder implements FrameDecoder {
   }
 }
 
+/** Encoder of fixed framing: a reply must be exactly frameLength bytes. */
 export class FixedLengthEncoder implements FrameEncoder {
   readonly #len: number;
   constructor(frameLength: number) {

@@ -26,6 +26,7 @@ export class RawDecoder implements FrameDecoder {
   }
 }
 
+/** Encoder of raw framing: replies go out as they are. */
 export class RawEncoder implements FrameEncoder {
   readonly #max: number;
   constructor(maxFrame: number) {

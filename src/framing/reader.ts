@@ -21,6 +21,7 @@ import type { FrameDecoder } from './types.js';
 /** One shared empty buffer: a reader on an idle connection allocates nothing. */
 const EMPTY = Buffer.alloc(0);
 
+/** Drives a FrameDecoder over a byte stream: push() chunks in, frames come out in order. */
 export class FrameReader {
   readonly #decoder: FrameDecoder;
   /** Bytes received: [#off, #buf.length) not yet cut. A chunk, or a view of #room. */
@@ -42,6 +43,7 @@ export class FrameReader {
     return this.#buf.length - this.#off + this.#pendingBytes;
   }
 
+  /** Feed one chunk of the stream; emits every complete frame it finishes. */
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
     if (this.#off === this.#buf.length && this.#pendingBytes === 0) {

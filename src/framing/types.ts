@@ -21,6 +21,7 @@ export interface FrameDecoder {
   needed: number;
 }
 
+/** Frames reply bodies for the wire; enforces the same maximum as the decoder. */
 export interface FrameEncoder {
   /** Bytes on the wire for a reply body of `bodyLength` bytes (throws if it cannot be framed). */
   frameLength(bodyLength: number): number;
@@ -31,12 +32,15 @@ export interface FrameEncoder {
 /** A framing: how to make a decoder (one per connection, it holds state) and the shared encoder. */
 export interface Framing {
   readonly name: string;
+  /** A fresh decoder for one connection (decoders keep per-stream state). */
   createDecoder(): FrameDecoder;
   readonly encoder: FrameEncoder;
 }
 
+/** Byte order of a length field: big-endian or little-endian. */
 export type ByteOrder = 'be' | 'le';
 
+/** `{ type: 'length' }`: a length field, then the body (Netty's LengthFieldBasedFrameDecoder). */
 export interface LengthFramingOptions {
   type: 'length';
   /** Bytes before the length field. Default 0. */
@@ -53,6 +57,7 @@ export interface LengthFramingOptions {
   maxFrame?: number;
 }
 
+/** `{ type: 'line' }`: frames end at a newline. */
 export interface LineFramingOptions {
   type: 'line';
   /** Strip a trailing '\r' before '\n' from decoded lines. Default true. */
@@ -63,6 +68,7 @@ export interface LineFramingOptions {
   maxFrame?: number;
 }
 
+/** `{ type: 'delimiter' }`: frames end at a delimiter of one or more bytes. */
 export interface DelimiterFramingOptions {
   type: 'delimiter';
   /** One or more bytes that end every frame. */
@@ -71,12 +77,14 @@ export interface DelimiterFramingOptions {
   maxFrame?: number;
 }
 
+/** `{ type: 'fixed' }`: every frame is exactly frameLength bytes. */
 export interface FixedFramingOptions {
   type: 'fixed';
   /** Every frame is exactly this many bytes. */
   frameLength: number;
 }
 
+/** `{ type: 'raw' }`: each read is one frame. */
 export interface RawFramingOptions {
   type: 'raw';
   /** Largest chunk accepted as one frame. Default: the server's maxFrame. */
@@ -91,4 +99,5 @@ export type BuiltinFramingOptions =
   | FixedFramingOptions
   | RawFramingOptions;
 
+/** The names of the built-in framings. */
 export type FramingType = BuiltinFramingOptions['type'];

@@ -1,79 +1,15 @@
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { killAll, run } from './run.js';
 import { connect } from '../../dist/src/index.js';
 import { EXAMPLES, ROOT, benchBody } from '../helpers/server.js';
 import { rawConnect, shaChain, within } from '../helpers/wire.js';
 
 // `shoal` as a user runs it: a real process, real signals.
 
-const CLI = `${ROOT}dist/src/cli.js`;
-
-interface Run {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** Parsed pino lines of stdout (non-JSON lines skipped). */
-  logs(): { msg?: string; [k: string]: unknown }[];
-  /** Resolves with the first log line whose msg includes `text`. */
-  waitForLog(text: string, ms?: number): Promise<{ msg?: string; [k: string]: unknown }>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const running: ChildProcess[] = [];
-
-function run(args: string[]): Run {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.push(child);
-  let out = '';
-  let err = '';
-  const waiters: (() => void)[] = [];
-  child.stdout!.on('data', (c: Buffer) => {
-    out += c.toString();
-    for (const w of waiters.splice(0)) w();
-  });
-  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const logs = () =>
-    out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => {
-        try {
-          return JSON.parse(l) as { msg?: string };
-        } catch {
-          return {};
-        }
-      });
-  const waitForLog = (text: string, ms = 15_000) =>
-    within(
-      new Promise<{ msg?: string }>((resolve, reject) => {
-        const check = () => {
-          const hit = logs().find((l) => l.msg?.includes(text));
-          if (hit) return resolve(hit);
-          if (child.exitCode !== null || child.signalCode !== null) {
-            return reject(new Error(`process exited before logging '${text}'; stderr: ${err}`));
-          }
-          waiters.push(check);
-        };
-        child.once('exit', () => setImmediate(check));
-        check();
-      }),
-      ms,
-      `the log line '${text}'`,
-    );
-  return { child, stdout: () => out, stderr: () => err, logs, waitForLog, exited };
-}
-
-afterEach(() => {
-  // Nothing outlives its test.
-  for (const c of running.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+afterEach(killAll);
 
 describe('shoal CLI', () => {
   it('--help exits 0 and prints the usage; so does start --help', async () => {

@@ -80,7 +80,7 @@ describe("offload 'auto'", () => {
     // Measured cheap: inline (a message preempted on a busy machine may briefly send it back).
     expect(cheap.slice(-100).filter((t) => t === main).length).toBeGreaterThanOrEqual(80);
     expect(costly.every((t) => t !== main)).toBe(true);
-    const stats = (s.server.dispatcher as unknown as { offloadStats(): { inlineKinds: number; pooledKinds: number } }).offloadStats();
+    const stats = (s.server.dispatcher.current as unknown as { offloadStats(): { inlineKinds: number; pooledKinds: number } }).offloadStats();
     expect(stats).toMatchObject({ inlineKinds: 1, pooledKinds: 1 });
   });
 
