@@ -25,18 +25,21 @@ import type { ResolvedOptions, ServerOptions } from './options.js';
 /**
  * Server lifecycle (Go's net/http Server, fastify's close order):
  *
- *   new --listen()--> starting --> listening --close()--> closing --> closed
+ *   new --listen()--> starting --> listening --close()--> lameDuck --> closing --> closed
  *
  * close() is graceful and idempotent (every caller gets the same promise):
  *   1. readiness turns false, 'closing' is emitted;
- *   2. the listener closes: new connections are refused;
+ *   1b. lame duck (options.lameDuck, 0 = none): the listener stays open and new
+ *      connections are served as usual, so a balancer polling readiness moves them
+ *      away before they would be refused; destroy() cuts it short;
+ *   2. the listener closes: new connections are refused; 'draining' is emitted;
  *   3. every connection drains (see Connection.shutdown);
  *   4. at drainTimeout what is left is destroyed;
  *   5. the admin server closes (it answered 503 on /readyz since step 1);
  *   6. teardown() runs in every worker (bounded), the pool is destroyed.
  * destroy() does the same at once, without draining.
  */
-export type ServerState = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
+export type ServerState = 'new' | 'starting' | 'listening' | 'lameDuck' | 'closing' | 'closed';
 
 /** Where listen() binds: port (0 = any free port) and host (default 127.0.0.1). */
 export interface ListenOptions {
@@ -139,6 +142,8 @@ export class ShoalServer extends EventEmitter {
   #nextId = 1;
   #tick: NodeJS.Timeout | null = null;
   #closing: Promise<DrainReport> | null = null;
+  /** Ends the lame duck early (destroy()). */
+  #endLameDuck: (() => void) | null = null;
   readonly #budgetHits: Partial<Record<BudgetName, number>> = {};
   readonly #budgetLogged = new Map<string, { at: number; count: number }>();
   readonly #admin: AdminServer | null;
@@ -341,7 +346,7 @@ export class ShoalServer extends EventEmitter {
 
   readonly #onConnection = (socket: Socket): void => {
     const o = this.options;
-    if (this.#state !== 'listening') {
+    if (this.#state !== 'listening' && this.#state !== 'lameDuck') {
       socket.destroy();
       return;
     }
@@ -545,24 +550,33 @@ export class ShoalServer extends EventEmitter {
     };
   }
 
-  /** Graceful close; idempotent. Resolves when everything is closed (never later than drainTimeout + teardown). */
+  /** Graceful close; idempotent. Resolves when everything is closed (never later than lameDuck + drainTimeout + teardown). */
   close(): Promise<DrainReport> {
-    this.#closing ??= this.#close(this.options.drainTimeout);
+    this.#closing ??= this.#close(this.options.drainTimeout, this.options.lameDuck);
     return this.#closing;
   }
 
   /** Immediate close: connections destroyed, pool destroyed. */
   destroy(): Promise<DrainReport> {
-    this.#closing ??= this.#close(0);
+    this.#closing ??= this.#close(0, 0);
+    this.#endLameDuck?.();
     for (const c of this.#connections) c.destroy(new ShoalError('SHOAL_SERVER_CLOSED', 'server destroyed'));
     return this.#closing;
   }
 
-  async #close(drainTimeout: number): Promise<DrainReport> {
+  async #close(drainTimeout: number, lameDuckMs: number): Promise<DrainReport> {
     const o = this.options;
     const wasStarting = this.#state === 'new' || this.#state === 'starting';
-    this.#state = 'closing';
+    const lameDuck = wasStarting ? 0 : lameDuckMs;
+    this.#state = lameDuck > 0 ? 'lameDuck' : 'closing';
     this.emit('closing');
+    if (lameDuck > 0) {
+      o.logger.info({ lameDuck, connections: this.#connections.size }, 'shutdown: lame duck: not ready, still accepting');
+      await waitAtMost(new Promise<void>((r) => (this.#endLameDuck = r)), lameDuck);
+      this.#endLameDuck = null;
+      this.#state = 'closing';
+    }
+    this.emit('draining');
     const report: DrainReport = { connections: this.#connections.size, drained: 0, destroyed: 0 };
     o.logger.info({ connections: report.connections, drainTimeout }, 'shutdown: stop accepting, draining connections');
     const net = this.#net;
