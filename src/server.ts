@@ -99,8 +99,8 @@ const BUDGET_LOG_INTERVAL_MS = 5_000;
 /** Where a raw socket handed to TLS keeps the peer its PROXY header named. */
 const PEER = Symbol('shoal.peer');
 type RawSocket = Socket & { [PEER]?: Peer | null };
-/** Budgets that are ordinary back pressure: logged at debug, not warn. */
-const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection', 'sendHighWater']);
+/** Budgets that are ordinary back pressure or routine (max age): logged at debug, not warn. */
+const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection', 'sendHighWater', 'maxConnectionAge']);
 
 /** The server: accepts, frames, dispatches to the worker pool, and returns replies in order. Made by createServer(). */
 export class ShoalServer extends EventEmitter {
@@ -209,6 +209,9 @@ export class ShoalServer extends EventEmitter {
       sendLowWater: o.sendLowWater,
       sendTimeout: o.sendTimeout,
       idleTimeout: o.idleTimeout,
+      maxAge: o.maxConnectionAge,
+      maxAgeGrace: o.maxConnectionAgeGrace,
+      goAway: o.goAway,
     };
   }
 
