@@ -444,11 +444,19 @@ export class Connection implements DispatchTarget {
     this.#stopReading();
   }
 
-  /** Immediate close (drain deadline, send timeout): what is queued is lost. */
+  /**
+   * Immediate close (drain deadline, send timeout, max-age grace, destroy()): what is
+   * queued is lost. With requests read and not answered it is a reset (RST), never a
+   * FIN: a FIN from shoal promises that everything it read was answered (the retry-safe
+   * close), so a client may re-send what is unanswered at a FIN; after a reset the
+   * outcome is unknown and only idempotent requests may be re-sent.
+   */
   destroy(error?: ShoalError): void {
     if (this.#state === 'closed') return;
     if (error) this.#closeError ??= error;
-    this.#socket.destroy();
+    const readUnanswered = this.inFlight > 0 || !this.#readerDry;
+    if (readUnanswered && this.#state !== 'closing' && !this.#socket.destroyed) this.#socket.resetAndDestroy();
+    else this.#socket.destroy();
   }
 
   /** Budget timers, driven by the server's one coarse tick (no timer per connection). */
@@ -467,7 +475,12 @@ export class Connection implements DispatchTarget {
       }
     }
     if (l.idleTimeout > 0 && this.#state === 'active' && this.inFlight === 0 && now - this.#lastActive >= l.idleTimeout) {
-      this.#budgetClose('idleTimeout', 'SHOAL_IDLE_TIMEOUT', `no message for ${l.idleTimeout} ms`);
+      // An orderly close (retry-safe): a request racing the timeout is answered, or never read.
+      const err = new ShoalError('SHOAL_IDLE_TIMEOUT', `no message for ${l.idleTimeout} ms`);
+      this.#closeError ??= err;
+      this.#hooks.onBudget(this, 'idleTimeout');
+      this.#hooks.onError(this, err);
+      this.#stopReading();
       return;
     }
     if (this.#expiresAt > 0 && now >= this.#expiresAt) this.#sendAway(now);
