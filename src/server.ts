@@ -608,7 +608,8 @@ export class ShoalServer extends EventEmitter {
       await this.#dispatcher.close(Math.max(1000, Math.min(5000, drainTimeout)));
     }
     this.#state = 'closed';
-    o.logger.info({ ...report }, 'closed');
+    const { framesIn, repliesOut } = this.stats().counters;
+    o.logger.info({ ...report, framesIn, repliesOut }, 'closed'); // what it read and answered over its life
     this.emit('close', report);
     return report;
   }
