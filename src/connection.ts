@@ -455,8 +455,18 @@ export class Connection implements DispatchTarget {
     if (this.#state === 'closed') return;
     if (error) this.#closeError ??= error;
     const readUnanswered = this.inFlight > 0 || !this.#readerDry;
-    if (readUnanswered && this.#state !== 'closing' && !this.#socket.destroyed) this.#socket.resetAndDestroy();
-    else this.#socket.destroy();
+    if (readUnanswered && this.#state !== 'closing' && !this.#socket.destroyed) this.#reset();
+    this.#socket.destroy();
+  }
+
+  /** RST. A TLSSocket's handle is TLS over the TCP socket it was made from (`_parent`): reset that one. */
+  #reset(): void {
+    const tcp = (this.#socket as Socket & { _parent?: Socket })._parent ?? this.#socket;
+    try {
+      tcp.resetAndDestroy();
+    } catch {
+      // not a TCP handle (e.g. a pipe): a plain close is all there is
+    }
   }
 
   /** Budget timers, driven by the server's one coarse tick (no timer per connection). */

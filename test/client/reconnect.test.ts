@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect } from '../../dist/src/index.js';
 import type { Client, Connection, ShoalError } from '../../dist/src/index.js';
@@ -125,6 +126,22 @@ describe('retry-safe closes and the reconnecting client', () => {
     expect((await within(aClosed, 10_000, 'the idle close')).code).toBe('SHOAL_IDLE_TIMEOUT');
     expect((await c.request('one:2')).toString()).toBe('2');
     expect(c.stats).toMatchObject({ reconnects: 1, resent: 0 });
+  });
+
+  it('over TLS too: a destroy with a request read is a reset (of the TCP socket under TLS), so it is not re-sent; the client goes on, over TLS, on B', async () => {
+    const TLS = `${FIXTURES}tls/`;
+    const tls = { cert: `${TLS}server.crt`, key: `${TLS}server.key` };
+    const clientTls = { ca: readFileSync(`${TLS}ca.crt`), servername: 'localhost' };
+    const [a, b] = await pair({ tls });
+    const c = await client(a, b, { tls: clientTls });
+    const slow = settle(c.request('promise:2000,slow'));
+    await waitFor(() => a.server.stats().connections.inFlight === 1, 'A reading the request');
+    const reset = new Promise<string>((r) => c.socket.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')));
+    void a.server.destroy();
+    expect(await within(reset, 5000, 'the reset')).toBe('ECONNRESET');
+    const r = await slow;
+    expect(r.ok ? 'answered' : r.error.code).toBe('SHOAL_CONNECTION_CLOSED'); // outcome unknown: not re-sent
+    expect((await c.request('one:on B')).toString()).toBe('on B');
   });
 
   it('validates its options', async () => {
