@@ -347,9 +347,14 @@ export class ShoalServer extends EventEmitter {
     return (this.#net?.address() as AddressInfo | null) ?? null;
   }
 
+  /** New connections are served while listening and in the lame duck. */
+  #accepting(): boolean {
+    return this.#state === 'listening' || this.#state === 'lameDuck';
+  }
+
   readonly #onConnection = (socket: Socket): void => {
     const o = this.options;
-    if (this.#state !== 'listening' && this.#state !== 'lameDuck') {
+    if (!this.#accepting()) {
       socket.destroy();
       return;
     }
@@ -371,7 +376,7 @@ export class ShoalServer extends EventEmitter {
 
   /** After the PROXY header (if any): the TLS handshake (if any), then the Connection. */
   #afterProxy(socket: RawSocket, peer: Peer | null): void {
-    if (this.#state !== 'listening') {
+    if (!this.#accepting()) {
       socket.destroy();
       return;
     }
@@ -389,7 +394,7 @@ export class ShoalServer extends EventEmitter {
     // node:tls made this TLSSocket from our raw socket (emit('connection')); _parent is that socket.
     const raw = (socket as TLSSocket & { _parent?: RawSocket })._parent ?? null;
     if (raw !== null) this.#handshakes.delete(raw);
-    if (this.#state !== 'listening') {
+    if (!this.#accepting()) {
       socket.destroy();
       return;
     }
