@@ -12,7 +12,10 @@ import type { Logger } from './options.js';
 /**
  * The state of one connection. Every change goes through #setState().
  *
- *   active   reading and serving. -> draining, closing, closed
+ *   active   reading and serving. -> goingAway, draining, closing, closed
+ *   goingAway the going-away frame was sent (shutdown or max age); still reading and
+ *            serving until the peer closes (a cooperating client sends nothing new).
+ *            -> draining, closing, closed
  *   draining no new bytes are read (shutdown, peer FIN or a bad frame); frames
  *            already received are still served and flushed. -> closing, closed
  *   closing  our FIN is sent; we discard input until the peer's FIN or the
@@ -20,7 +23,7 @@ import type { Logger } from './options.js';
  *            replies it has not read yet). -> closed
  *   closed   the socket is destroyed; late replies are dropped and counted.
  */
-export type ConnState = 'active' | 'draining' | 'closing' | 'closed';
+export type ConnState = 'active' | 'goingAway' | 'draining' | 'closing' | 'closed';
 
 /** Why reading is paused; reading resumes when no reason is left. */
 const PAUSE_IN_FLIGHT = 1; // maxInFlightPerConnection frames are being processed
@@ -41,6 +44,20 @@ export interface ConnectionLimits {
   sendLowWater: number;
   sendTimeout: number;
   idleTimeout: number;
+  /** ms a connection may live (jittered +-10% per connection); 0 = off. */
+  maxAge: number;
+  /** ms after maxAge before a connection still open is destroyed. */
+  maxAgeGrace: number;
+  /** The going-away frame (shutdown and max age), or null: then an orderly drain close. */
+  goAway: Uint8Array | null;
+}
+
+/** +-10%: connections accepted together (after a deploy) do not all leave together. */
+const AGE_JITTER = 0.1;
+
+/** One connection's maximum age: `maxAge` +-10%, from `random` in [0, 1). */
+export function jitteredAge(maxAge: number, random: number = Math.random()): number {
+  return Math.round(maxAge * (1 - AGE_JITTER + 2 * AGE_JITTER * random));
 }
 
 /** Traffic counted on one connection (summed into the server's counters when it closes). */
@@ -64,7 +81,7 @@ export interface ConnectionHooks {
 }
 
 /** The per-connection budgets, by the option that sets each. */
-export type Budget = 'maxInFlightPerConnection' | 'sendHighWater' | 'sendTimeout' | 'idleTimeout' | 'maxFrame';
+export type Budget = 'maxInFlightPerConnection' | 'sendHighWater' | 'sendTimeout' | 'idleTimeout' | 'maxFrame' | 'maxConnectionAge' | 'maxConnectionAgeGrace';
 
 /** One client socket: its framer, reorder buffer, send queue, timeouts and state. Made by the server for each accepted connection (the 'connection' event). */
 export class Connection implements DispatchTarget {
@@ -85,6 +102,7 @@ export class Connection implements DispatchTarget {
 
   #state: ConnState = 'active';
   #stateSince = Date.now();
+  readonly #bornAt = this.#stateSince;
   #paused = 0;
   #socketPaused = false;
   /** Next sequence number to give a frame, and next one whose replies may be written. */
@@ -102,6 +120,9 @@ export class Connection implements DispatchTarget {
   #sawActivity = false;
   #lastActive = Date.now();
   #aboveHighSince = 0;
+  /** When max age sends this connection away (0 = never), and when its grace ends (0 = not yet going). */
+  #expiresAt = 0;
+  #graceEndsAt = 0;
   #closeError: ShoalError | null = null;
 
   constructor(
@@ -123,6 +144,7 @@ export class Connection implements DispatchTarget {
     this.#limits = limits;
     this.#hooks = hooks;
     this.#logger = logger;
+    if (limits.maxAge > 0) this.#expiresAt = this.#bornAt + jitteredAge(limits.maxAge);
     // Listeners are shared by every connection (found through the socket), not
     // closures per connection: an idle connection should cost little more than its socket.
     (socket as SocketWithConn)[CONN] = this;
@@ -194,6 +216,11 @@ export class Connection implements DispatchTarget {
   }
   get paused(): boolean {
     return this.#socketPaused;
+  }
+
+  /** Replies may still be written: not yet closing or closed. */
+  #serving(): boolean {
+    return this.#state !== 'closing' && this.#state !== 'closed';
   }
 
   #setState(next: ConnState): void {
@@ -271,7 +298,7 @@ export class Connection implements DispatchTarget {
   #unpause(reason: number): void {
     if ((this.#paused & reason) === 0) return;
     this.#paused &= ~reason;
-    if (this.#paused === 0 && this.#socketPaused && this.#state === 'active') {
+    if (this.#paused === 0 && this.#socketPaused && (this.#state === 'active' || this.#state === 'goingAway')) {
       this.#socketPaused = false;
       this.#socket.resume();
     }
@@ -286,7 +313,7 @@ export class Connection implements DispatchTarget {
   }
 
   #stopReading(): void {
-    if (this.#state === 'active') this.#setState('draining');
+    if (this.#state === 'active' || this.#state === 'goingAway') this.#setState('draining');
     this.#pause(PAUSE_DRAIN);
     this.#maybeFinish();
   }
@@ -304,7 +331,8 @@ export class Connection implements DispatchTarget {
     }
     this.#release(count, bytes, close);
     const reorder = this.#reorder;
-    while (reorder !== null && reorder.size > 0 && (this.#state === 'active' || this.#state === 'draining')) {
+    // #release may have closed it (the 'close' error policy).
+    while (reorder !== null && reorder.size > 0 && this.#serving()) {
       const next = reorder.get(this.#nextWrite);
       if (next === undefined) break;
       reorder.delete(this.#nextWrite);
@@ -408,16 +436,35 @@ export class Connection implements DispatchTarget {
     if (this.#state !== 'active') return;
     if (goAway !== null) {
       this.#write(goAway);
+      this.#setState('goingAway');
       return;
     }
     this.#stopReading();
   }
 
-  /** Immediate close (drain deadline, send timeout): what is queued is lost. */
+  /**
+   * Immediate close (drain deadline, send timeout, max-age grace, destroy()): what is
+   * queued is lost. With requests read and not answered it is a reset (RST), never a
+   * FIN: a FIN from shoal promises that everything it read was answered (the retry-safe
+   * close), so a client may re-send what is unanswered at a FIN; after a reset the
+   * outcome is unknown and only idempotent requests may be re-sent.
+   */
   destroy(error?: ShoalError): void {
     if (this.#state === 'closed') return;
     if (error) this.#closeError ??= error;
+    const readUnanswered = this.inFlight > 0 || !this.#readerDry;
+    if (readUnanswered && this.#state !== 'closing' && !this.#socket.destroyed) this.#reset();
     this.#socket.destroy();
+  }
+
+  /** RST. A TLSSocket's handle is TLS over the TCP socket it was made from (`_parent`): reset that one. */
+  #reset(): void {
+    const tcp = (this.#socket as Socket & { _parent?: Socket })._parent ?? this.#socket;
+    try {
+      tcp.resetAndDestroy();
+    } catch {
+      // not a TCP handle (e.g. a pipe): a plain close is all there is
+    }
   }
 
   /** Budget timers, driven by the server's one coarse tick (no timer per connection). */
@@ -436,8 +483,28 @@ export class Connection implements DispatchTarget {
       }
     }
     if (l.idleTimeout > 0 && this.#state === 'active' && this.inFlight === 0 && now - this.#lastActive >= l.idleTimeout) {
-      this.#budgetClose('idleTimeout', 'SHOAL_IDLE_TIMEOUT', `no message for ${l.idleTimeout} ms`);
+      // An orderly close (retry-safe): a request racing the timeout is answered, or never read.
+      const err = new ShoalError('SHOAL_IDLE_TIMEOUT', `no message for ${l.idleTimeout} ms`);
+      this.#closeError ??= err;
+      this.#hooks.onBudget(this, 'idleTimeout');
+      this.#hooks.onError(this, err);
+      this.#stopReading();
+      return;
     }
+    if (this.#expiresAt > 0 && now >= this.#expiresAt) this.#sendAway(now);
+    else if (this.#graceEndsAt > 0 && now >= this.#graceEndsAt) {
+      this.#budgetClose('maxConnectionAgeGrace', 'SHOAL_MAX_CONNECTION_AGE', `still open ${l.maxAgeGrace} ms after its maximum age`);
+    }
+  }
+
+  /** Max age reached: the going-away frame or an orderly drain close; destroyed if still open after the grace. */
+  #sendAway(now: number): void {
+    this.#expiresAt = 0;
+    this.#graceEndsAt = now + this.#limits.maxAgeGrace;
+    if (this.#state !== 'active') return; // already leaving (shutdown, peer FIN, bad frame)
+    this.#closeError ??= new ShoalError('SHOAL_MAX_CONNECTION_AGE', `open for ${now - this.#bornAt} ms`);
+    this.#hooks.onBudget(this, 'maxConnectionAge');
+    this.shutdown(this.#limits.goAway);
   }
 
   #budgetClose(budget: Budget, code: ErrorCode, message: string): void {

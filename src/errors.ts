@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   SHOAL_SERVER_CLOSED: 'The server is closed or closing.',
   SHOAL_SEND_TIMEOUT: 'The peer stopped reading: its send queue stayed above the high water mark for sendTimeout.',
   SHOAL_IDLE_TIMEOUT: 'The connection sent nothing and had nothing in flight for idleTimeout.',
+  SHOAL_MAX_CONNECTION_AGE: 'The connection reached maxConnectionAge: it was drained, or destroyed at the end of maxConnectionAgeGrace.',
   SHOAL_TOO_MANY_CONNECTIONS: 'maxConnections (or maxConnectionsPerIp) was reached; the new connection was closed.',
   SHOAL_PROXY_HEADER_INVALID: 'A PROXY protocol header from a trusted proxy is malformed, of a version the mode refuses, or missing; the connection is closed.',
   SHOAL_PROXY_HEADER_REFUSED: 'A PROXY protocol header came from an address not in proxyProtocol.trusted (a spoofing attempt); the connection is closed.',

@@ -3,7 +3,7 @@ export type { ServerState, ListenOptions, ServerStats, ServerCounters, DrainRepo
 export { Connection } from './connection.js';
 export type { ConnState, Budget, ConnectionCounters } from './connection.js';
 export { connect, Client } from './client.js';
-export type { ClientOptions } from './client.js';
+export type { ClientOptions, ClientStats, Endpoint } from './client.js';
 export { DEFAULTS, resolveOptions } from './options.js';
 export type { ServerOptions, ResolvedOptions, AdminOptions, ResolvedAdminOptions, Codec, ErrorPolicy, Logger, RoutingOptions, ProxyProtocolOptions } from './options.js';
 export { ProxyHeaderDecoder, encodeProxyV1, encodeProxyV2 } from './edge/proxy-protocol.js';

@@ -178,7 +178,20 @@ export const OPTIONS = {
   maxPendingBytes: { kind: 'size', group: 'budgets', pool: true, help: 'bytes of frames waiting for the pool before all reading pauses', default: 64 * MiB, min: 1 },
 
   // ---- shutdown and connection lifetime ----------------------------------------
-  drainTimeout: { kind: 'duration', group: 'shutdown', help: 'graceful shutdown deadline', default: 10_000, min: 0 },
+  // Readiness (/readyz) turns false at once, but the listener stays open this long, so a
+  // balancer polling readiness moves new connections away before they would be refused.
+  lameDuck: { kind: 'duration', group: 'shutdown', help: 'on shutdown, answer /readyz 503 but keep accepting this long before draining', default: 0, min: 0 },
+  drainTimeout: { kind: 'duration', group: 'shutdown', help: 'graceful shutdown deadline, counted after the lame duck', default: 10_000, min: 0 },
+  // gRPC's MAX_CONNECTION_AGE: after a deploy, long-lived connections re-spread over the
+  // instances behind a balancer. Jittered per connection so a fleet does not reconnect at once.
+  maxConnectionAge: {
+    kind: 'duration', group: 'shutdown', default: 0, min: 0,
+    help: 'a connection this old (+-10% jitter) gets the going-away frame or an orderly drain close, 0 = off',
+  },
+  maxConnectionAgeGrace: {
+    kind: 'duration', group: 'shutdown', default: 10_000, min: 0,
+    help: 'after maxConnectionAge, a connection still open this long is destroyed',
+  },
   goAway: {
     kind: 'bytes', group: 'shutdown', arg: '<text>', default: null, defaultText: 'none',
     help: 'bytes sent to every connection when shutdown begins (escapes as --delimiter); then serve until the peer closes',

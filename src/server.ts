@@ -25,18 +25,21 @@ import type { ResolvedOptions, ServerOptions } from './options.js';
 /**
  * Server lifecycle (Go's net/http Server, fastify's close order):
  *
- *   new --listen()--> starting --> listening --close()--> closing --> closed
+ *   new --listen()--> starting --> listening --close()--> lameDuck --> closing --> closed
  *
  * close() is graceful and idempotent (every caller gets the same promise):
  *   1. readiness turns false, 'closing' is emitted;
- *   2. the listener closes: new connections are refused;
+ *   1b. lame duck (options.lameDuck, 0 = none): the listener stays open and new
+ *      connections are served as usual, so a balancer polling readiness moves them
+ *      away before they would be refused; destroy() cuts it short;
+ *   2. the listener closes: new connections are refused; 'draining' is emitted;
  *   3. every connection drains (see Connection.shutdown);
  *   4. at drainTimeout what is left is destroyed;
  *   5. the admin server closes (it answered 503 on /readyz since step 1);
  *   6. teardown() runs in every worker (bounded), the pool is destroyed.
  * destroy() does the same at once, without draining.
  */
-export type ServerState = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
+export type ServerState = 'new' | 'starting' | 'listening' | 'lameDuck' | 'closing' | 'closed';
 
 /** Where listen() binds: port (0 = any free port) and host (default 127.0.0.1). */
 export interface ListenOptions {
@@ -96,8 +99,8 @@ const BUDGET_LOG_INTERVAL_MS = 5_000;
 /** Where a raw socket handed to TLS keeps the peer its PROXY header named. */
 const PEER = Symbol('shoal.peer');
 type RawSocket = Socket & { [PEER]?: Peer | null };
-/** Budgets that are ordinary back pressure: logged at debug, not warn. */
-const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection', 'sendHighWater']);
+/** Budgets that are ordinary back pressure or routine (max age): logged at debug, not warn. */
+const BACKPRESSURE: ReadonlySet<BudgetName> = new Set(['maxInFlightPerConnection', 'sendHighWater', 'maxConnectionAge']);
 
 /** The server: accepts, frames, dispatches to the worker pool, and returns replies in order. Made by createServer(). */
 export class ShoalServer extends EventEmitter {
@@ -139,6 +142,8 @@ export class ShoalServer extends EventEmitter {
   #nextId = 1;
   #tick: NodeJS.Timeout | null = null;
   #closing: Promise<DrainReport> | null = null;
+  /** Ends the lame duck early (destroy()). */
+  #endLameDuck: (() => void) | null = null;
   readonly #budgetHits: Partial<Record<BudgetName, number>> = {};
   readonly #budgetLogged = new Map<string, { at: number; count: number }>();
   readonly #admin: AdminServer | null;
@@ -204,6 +209,9 @@ export class ShoalServer extends EventEmitter {
       sendLowWater: o.sendLowWater,
       sendTimeout: o.sendTimeout,
       idleTimeout: o.idleTimeout,
+      maxAge: o.maxConnectionAge,
+      maxAgeGrace: o.maxConnectionAgeGrace,
+      goAway: o.goAway,
     };
   }
 
@@ -344,9 +352,14 @@ export class ShoalServer extends EventEmitter {
     return (this.#net?.address() as AddressInfo | null) ?? null;
   }
 
+  /** New connections are served while listening and in the lame duck. */
+  #accepting(): boolean {
+    return this.#state === 'listening' || this.#state === 'lameDuck';
+  }
+
   readonly #onConnection = (socket: Socket): void => {
     const o = this.options;
-    if (this.#state !== 'listening') {
+    if (!this.#accepting()) {
       socket.destroy();
       return;
     }
@@ -368,7 +381,7 @@ export class ShoalServer extends EventEmitter {
 
   /** After the PROXY header (if any): the TLS handshake (if any), then the Connection. */
   #afterProxy(socket: RawSocket, peer: Peer | null): void {
-    if (this.#state !== 'listening') {
+    if (!this.#accepting()) {
       socket.destroy();
       return;
     }
@@ -386,7 +399,7 @@ export class ShoalServer extends EventEmitter {
     // node:tls made this TLSSocket from our raw socket (emit('connection')); _parent is that socket.
     const raw = (socket as TLSSocket & { _parent?: RawSocket })._parent ?? null;
     if (raw !== null) this.#handshakes.delete(raw);
-    if (this.#state !== 'listening') {
+    if (!this.#accepting()) {
       socket.destroy();
       return;
     }
@@ -550,24 +563,33 @@ export class ShoalServer extends EventEmitter {
     };
   }
 
-  /** Graceful close; idempotent. Resolves when everything is closed (never later than drainTimeout + teardown). */
+  /** Graceful close; idempotent. Resolves when everything is closed (never later than lameDuck + drainTimeout + teardown). */
   close(): Promise<DrainReport> {
-    this.#closing ??= this.#close(this.options.drainTimeout);
+    this.#closing ??= this.#close(this.options.drainTimeout, this.options.lameDuck);
     return this.#closing;
   }
 
   /** Immediate close: connections destroyed, pool destroyed. */
   destroy(): Promise<DrainReport> {
-    this.#closing ??= this.#close(0);
+    this.#closing ??= this.#close(0, 0);
+    this.#endLameDuck?.();
     for (const c of this.#connections) c.destroy(new ShoalError('SHOAL_SERVER_CLOSED', 'server destroyed'));
     return this.#closing;
   }
 
-  async #close(drainTimeout: number): Promise<DrainReport> {
+  async #close(drainTimeout: number, lameDuckMs: number): Promise<DrainReport> {
     const o = this.options;
     const wasStarting = this.#state === 'new' || this.#state === 'starting';
-    this.#state = 'closing';
+    const lameDuck = wasStarting ? 0 : lameDuckMs;
+    this.#state = lameDuck > 0 ? 'lameDuck' : 'closing';
     this.emit('closing');
+    if (lameDuck > 0) {
+      o.logger.info({ lameDuck, connections: this.#connections.size }, 'shutdown: lame duck: not ready, still accepting');
+      await waitAtMost(new Promise<void>((r) => (this.#endLameDuck = r)), lameDuck);
+      this.#endLameDuck = null;
+      this.#state = 'closing';
+    }
+    this.emit('draining');
     const report: DrainReport = { connections: this.#connections.size, drained: 0, destroyed: 0 };
     o.logger.info({ connections: report.connections, drainTimeout }, 'shutdown: stop accepting, draining connections');
     const net = this.#net;
@@ -596,7 +618,8 @@ export class ShoalServer extends EventEmitter {
       await this.#dispatcher.close(Math.max(1000, Math.min(5000, drainTimeout)));
     }
     this.#state = 'closed';
-    o.logger.info({ ...report }, 'closed');
+    const { framesIn, repliesOut } = this.stats().counters;
+    o.logger.info({ ...report, framesIn, repliesOut }, 'closed'); // what it read and answered over its life
     this.emit('close', report);
     return report;
   }

@@ -38,6 +38,8 @@ export const C = {
   CONNECT_ERRORS: 7, // failed connection attempts
   LOST: 8, // requests in flight on a connection that closed
   CONNECTED: 9, // connections open right now
+  RESENT: 10, // --reconnect: requests sent again after the server closed in order (FIN)
+  ORDERLY_CLOSES: 11, // --reconnect: connections the server closed in order (FIN), then reopened
 } as const;
 export const COUNTER_SLOTS = Object.keys(C).length;
 
@@ -57,6 +59,12 @@ export interface DriverConfig {
   message: MessageSpec;
   /** TLS (bench --tls): a CA file to verify against, or insecure; null = plain TCP. */
   tls: { ca: string | null; insecure: boolean } | null;
+  /**
+   * After the server's FIN, re-send on a new connection the requests it left unanswered:
+   * shoal answers everything it read before an orderly close, so those were never read.
+   * After a reset they are lost (outcome unknown), as without it.
+   */
+  reconnect: boolean;
 }
 
 /** Absolute times (ms since the epoch, performance.timeOrigin + now) so every thread agrees. */
@@ -95,6 +103,10 @@ class Conn {
   /** Set before we close the socket ourselves, so its 'close' is not counted as a reset. */
   expectClose = false;
   lastError = '';
+  /** The server sent FIN on this socket (an orderly close). */
+  sawFin = false;
+  /** Requests to send again when the connection is back (--reconnect). */
+  owed = 0;
   inFlight = 0;
   sent = 0;
   heldUpTo = 0;
@@ -246,6 +258,7 @@ export class Driver {
     conn.reconnectTimer = null;
     conn.expectClose = false;
     conn.lastError = '';
+    conn.sawFin = false;
     const tls = this.#tlsOptions();
     const socket = tls !== null ? this.#openTls(conn, tls) : netConnect({
       host: cfg.host,
@@ -273,7 +286,12 @@ export class Driver {
       this.#add(C.CONNECTED, 1);
       onFirst?.(null);
       onFirst = undefined;
-      if (this.#sending) this.#fill(conn, performance.now());
+      const now = performance.now();
+      if (conn.owed > 0) this.#resend(conn, now);
+      if (this.#sending) this.#fill(conn, now);
+    });
+    socket.once('end', () => {
+      conn.sawFin = true;
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       conn.lastError = err.code ?? err.message;
@@ -289,6 +307,11 @@ export class Driver {
         this.#code(conn.lastError || 'ECONNCLOSED');
         onFirst?.(conn.lastError || 'connection closed before it was established');
         onFirst = undefined;
+      } else if (!conn.expectClose && this.#active && this.#cfg.reconnect && conn.sawFin) {
+        // Orderly: what is unanswered was never read; it goes out again on the next connection.
+        this.#add(C.ORDERLY_CLOSES, 1);
+        conn.owed += conn.inFlight;
+        conn.clearFlight();
       } else if (!conn.expectClose && this.#active) {
         this.#add(C.RESETS, 1);
         this.#code(conn.lastError || 'EOF');
@@ -387,6 +410,22 @@ export class Driver {
     if (conn.inFlight === 0 && conn.sent >= conn.limit) this.#checkDone();
   }
 
+  /** Send the requests the last connection left unanswered at its FIN (not counted as sent again). */
+  #resend(conn: Conn, now: number): void {
+    const n = conn.owed;
+    conn.owed = 0;
+    this.#add(C.RESENT, n);
+    conn.pushGroup(now, n);
+    conn.inFlight += n;
+    conn.lastProgress = now;
+    let left = n;
+    while (left > 0) {
+      const b = Math.min(left, this.#maxBlock);
+      conn.socket!.write(this.#blocks[b]!);
+      left -= b;
+    }
+  }
+
   /** Write n requests (their send-time groups are pushed by the caller). */
   #send(conn: Conn, n: number, now: number): void {
     if (conn.inFlight === 0) conn.lastProgress = now;
@@ -447,7 +486,8 @@ export class Driver {
 
   /** Reconnect after a close? Before the start and while sending, if it has requests left to send. */
   #wantsConnection(conn: Conn): boolean {
-    return this.#active && !this.#finished && (!this.#started || this.#sending) && conn.sent < conn.limit;
+    if (!this.#active || this.#finished) return false;
+    return conn.owed > 0 || ((!this.#started || this.#sending) && conn.sent < conn.limit);
   }
 
   /** Done when nothing is in flight and nothing is left to send (sending stopped, or every quota sent). */
@@ -455,7 +495,7 @@ export class Driver {
     if (this.#finished || this.#finish === null) return;
     if (this.#end !== Infinity && !this.#ended) return;
     for (const conn of this.#conns) {
-      if (conn.inFlight > 0) return;
+      if (conn.inFlight > 0 || conn.owed > 0) return;
       if (this.#sending && conn.sent < conn.limit) return;
     }
     this.#done();
@@ -498,7 +538,7 @@ export class Driver {
         for (const t of tickers) clearInterval(t);
         // Whatever is still in flight now will never be answered: count it.
         let left = 0;
-        for (const conn of this.#conns) left += conn.inFlight;
+        for (const conn of this.#conns) left += conn.inFlight + conn.owed;
         if (left > 0) {
           this.#add(C.TIMEOUTS, left);
           this.#code('ETIMEDOUT');

@@ -43,6 +43,8 @@ export interface BenchOptions {
   tls: { ca: string | null; insecure: boolean } | null;
   json: boolean;
   progress: boolean;
+  /** After the server's FIN, re-send the unanswered requests on a new connection (shoal's retry-safe close). */
+  reconnect: boolean;
 }
 
 export const BENCH_DEFAULTS = Object.freeze({
@@ -77,6 +79,11 @@ Load
   -t, --timeout <dur>       a connection with requests in flight and no reply for this
                             long counts them as timeouts and reconnects (default 10)
       --warmup <dur>        load before measuring starts (default 0)
+      --reconnect           after the server closes a connection in order (FIN), re-send
+                            its unanswered requests on a new one: a shoal server answers
+                            all it read before a FIN (rolling restarts, max age); they are
+                            counted as re-sent, their replies verified. A reset still loses
+                            them (outcome unknown)
 
 Message
   -s, --size <size>         payload bytes (default ${BENCH_DEFAULTS.size}; 16KiB, 1k ...)
@@ -134,6 +141,7 @@ const FLAGS = {
   insecure: { type: 'boolean' },
   json: { type: 'boolean', short: 'j' },
   'no-progress': { type: 'boolean', short: 'n' },
+  reconnect: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -219,6 +227,7 @@ export function parseBenchArgs(argv: string[]): { help: true } | { help: false; 
     tls: v.tls ? { ca: s('ca') ?? null, insecure: v.insecure === true } : null,
     json: v.json === true,
     progress: v['no-progress'] !== true,
+    reconnect: v.reconnect === true,
   };
   return { help: false, options: validateBenchOptions(options) };
 }
@@ -232,6 +241,7 @@ export function validateBenchOptions(partial: Partial<BenchOptions> & { port: nu
     tls: null,
     json: false,
     progress: false,
+    reconnect: false,
     ...partial,
   };
   const int = (name: keyof BenchOptions, min: number): void => {

@@ -72,6 +72,9 @@ export function renderResult(r: BenchResult): string {
     `${formatCount(q.total)} requests in ${r.duration}s, ${formatBytes(b.total)} read` +
       ` (${formatCount(q.perSecond)} req/s; every reply verified; latency p50 ${formatMs(l.p50)}, p99 ${formatMs(l.p99)})`,
   );
+  if (q.orderlyCloses > 0) {
+    out.push(`${formatCount(q.resent)} requests re-sent after ${formatCount(q.orderlyCloses)} orderly closes by the server (--reconnect; their replies verified too)`);
+  }
   const e = r.errors;
   if (e.total > 0) {
     const parts = [`${e.mismatches} mismatched replies`, `${e.timeouts} timeouts`, `${e.resets} resets`, `${e.connectErrors} connect errors`];

@@ -35,7 +35,7 @@ export interface BenchResult {
   /** Seconds measured. */
   duration: number;
   /** total: replies in the measured window (all replies for --amount); answered: every reply, warm-up and drain included. */
-  requests: RateSummary & { total: number; sent: number; answered: number; perSecond: number };
+  requests: RateSummary & { total: number; sent: number; answered: number; perSecond: number; /** --reconnect: re-sent after the server closed in order, and those closes. */ resent: number; orderlyCloses: number };
   throughput: RateSummary & { total: number };
   latency: LatencySummary;
   errors: {
@@ -155,6 +155,7 @@ export async function runBench(input: Partial<BenchOptions> & { port: number }, 
       rate: o.rate,
       amount: o.amount,
       timeout: o.timeout,
+      reconnect: o.reconnect,
       message,
       tls: o.tls,
     };
@@ -292,6 +293,8 @@ export async function runBench(input: Partial<BenchOptions> & { port: number }, 
         total: replies,
         sent: count(C.SENT),
         answered: count(C.REPLIES),
+        resent: count(C.RESENT),
+        orderlyCloses: count(C.ORDERLY_CLOSES),
         perSecond: Math.round((replies / seconds) * 100) / 100,
       },
       throughput: { ...summarizeSamples(byteSamples), total: windowBytes },

@@ -6,6 +6,9 @@ import { killAll, run } from './run.js';
 import { connect } from '../../dist/src/index.js';
 import { EXAMPLES, ROOT, benchBody } from '../helpers/server.js';
 import { rawConnect, shaChain, within } from '../helpers/wire.js';
+import { get } from '../admin/helpers.js';
+
+const httpStatus = async (port: number, path: string): Promise<number> => (await get(port, path)).status;
 
 // `shoal` as a user runs it: a real process, real signals.
 
@@ -111,5 +114,39 @@ describe('shoal CLI', () => {
     const { code, signal } = await within(r.exited, 5000, 'exit after the second signal');
     expect({ code, signal }).toEqual({ code: 1, signal: null }); // README: a second signal exits at once with status 1
     peer.socket.destroy();
+  });
+
+  it('issue-11: with a client holding its connection (one raw message, then silence for 10 s), the process exits once shutdown is done', async () => {
+    // The seed's client.go: write, read the echo, hold the connection open without reading or closing.
+    const r = run(['start', '--handler', EXAMPLES.echo, '--framing', 'raw', '--host', '127.0.0.1', '--port', '0', '--workers', '2']);
+    const port = (await r.waitForLog('listening')).port as number;
+    const holder = await rawConnect(port);
+    holder.socket.write('i am spiderman.');
+    await within(new Promise((resolve) => holder.socket.once('data', resolve)), 10_000, 'the echo');
+    holder.socket.pause(); // reads nothing more, sends no FIN
+    r.child.kill('SIGINT');
+    // Well before the holder would let go (10 s): the lingering close (2 s) ends the connection, then exit.
+    const { code } = await within(r.exited, 8000, 'exit while the client still holds its connection');
+    expect(code).toBe(0);
+    expect(r.logs().some((l) => l.msg === 'all done')).toBe(true);
+    expect(holder.socket.destroyed).toBe(false); // the client never let go
+    holder.socket.destroy();
+  });
+
+  it('--lame-duck: /readyz answers 503 at once while new connections are still served, and a second signal exits at once', async () => {
+    const r = run(['start', '--handler', EXAMPLES.echo, '--host', '127.0.0.1', '--port', '0', '--workers', '0', '--admin-port', '0', '--lame-duck', '60s']);
+    await r.waitForOutput(/"msg":"listening"/);
+    const port = r.logs().find((l) => l.msg === 'listening')!.port as number;
+    const admin = (await r.waitForLog('admin server listening')).port as number;
+    r.child.kill('SIGTERM');
+    await r.waitForLog('lame duck');
+    const ready = await httpStatus(admin, '/readyz');
+    expect(ready).toBe(503);
+    const c = await connect({ port, timeout: 10_000 });
+    expect((await c.request(Buffer.from('still here'))).toString()).toBe('still here');
+    c.close();
+    // A second signal ends it at once (exit 1): the lame duck is a wait like any other.
+    r.child.kill('SIGTERM');
+    expect((await within(r.exited, 10_000, 'exit on the second signal')).code).toBe(1);
   });
 });

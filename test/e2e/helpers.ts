@@ -116,3 +116,28 @@ export function stopAll(): void {
     }
   }
 }
+
+/** A port free on `host` right now (bound, read, released). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const { createServer } = await import('node:net');
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, host, resolve));
+  const { port } = s.address() as { port: number };
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** Parsed JSON log lines (pino) of a `shoal start` process. */
+export function shoalLogs(p: Proc): { msg?: string; [k: string]: unknown }[] {
+  return p
+    .stdout()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => {
+      try {
+        return JSON.parse(l) as { msg?: string };
+      } catch {
+        return {};
+      }
+    });
+}

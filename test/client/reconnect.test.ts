@@ -1,0 +1,156 @@
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect } from '../../dist/src/index.js';
+import type { Client, Connection, ShoalError } from '../../dist/src/index.js';
+import { FIXTURES, start } from '../helpers/server.js';
+import type { Running } from '../helpers/server.js';
+import { lengthFrame, settle, waitFor, within } from '../helpers/wire.js';
+
+// The retry-safe close and the client that relies on it: two real servers (A and B),
+// real sockets, and the client moving from A to B when A goes away.
+
+const handler = `${FIXTURES}multi.js`;
+const GOAWAY = lengthFrame('GOAWAY'); // one whole frame of the default framing
+let running: Running[] = [];
+let clients: Client[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await Promise.all(running.splice(0).map((r) => r.close()));
+});
+
+async function pair(options: Record<string, unknown> = {}): Promise<[Running, Running]> {
+  const a = await start({ handler, workers: 0, ...options });
+  const b = await start({ handler, workers: 0, ...options });
+  running.push(a, b);
+  return [a, b];
+}
+
+async function client(a: Running, b: Running, options: Record<string, unknown> = {}): Promise<Client> {
+  const c = await connect({ endpoints: [{ port: a.port }, { port: b.port }], timeout: 20_000, reconnect: true, ...options });
+  clients.push(c);
+  return c;
+}
+
+/** The framesIn / repliesOut of the next connection of `server` to close. */
+function nextClose(r: Running): Promise<{ framesIn: number; repliesOut: number; code: string | null }> {
+  return (once(r.server, 'connectionClose') as Promise<[Connection, ShoalError | null]>).then(([conn, err]) => ({
+    framesIn: conn.counters.framesIn,
+    repliesOut: conn.counters.repliesOut,
+    code: err?.code ?? null,
+  }));
+}
+
+describe('retry-safe closes and the reconnecting client', () => {
+  it('drain (no going-away frame): requests A never read are re-sent to B, in order, exactly once; A answered all it read', async () => {
+    const [a, b] = await pair();
+    const c = await client(a, b);
+    const aClosed = nextClose(a);
+    const slow = c.request('promise:300,first');
+    await waitFor(() => a.server.stats().connections.inFlight === 1, 'A reading the first request');
+    const draining = once(a.server, 'draining');
+    const closing = a.server.close();
+    await draining; // A has stopped reading from every connection
+    const later = ['one:second', 'one:third', 'one:fourth'].map((m) => c.request(m));
+    expect((await slow).toString()).toBe('first');
+    expect((await Promise.all(later)).map(String)).toEqual(['second', 'third', 'fourth']);
+    expect(await aClosed).toEqual({ framesIn: 1, repliesOut: 1, code: null });
+    expect(c.stats).toEqual({ reconnects: 1, resent: 3, goAways: 0 });
+    expect(b.server.stats().counters.framesIn).toBe(3);
+    await within(closing, 10_000, "A's close()");
+  });
+
+  it('without reconnect the same drain fails only the requests A never read', async () => {
+    const [a] = await pair();
+    const c = await connect({ port: a.port, timeout: 20_000 });
+    clients.push(c);
+    const slow = c.request('promise:300,first');
+    await waitFor(() => a.server.stats().connections.inFlight === 1, 'A reading the first request');
+    const draining = once(a.server, 'draining');
+    const closing = a.server.close();
+    await draining;
+    const later = await Promise.all(['one:x', 'one:y'].map((m) => settle(c.request(m))));
+    expect((await slow).toString()).toBe('first');
+    expect(later.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual(['SHOAL_CONNECTION_CLOSED', 'SHOAL_CONNECTION_CLOSED']);
+    await within(closing, 10_000, "A's close()");
+    expect(a.server.stats().counters.framesIn).toBe(1); // the failed ones were never read
+  });
+
+  it('going-away frame: never taken as a reply; new requests go to B while A finishes the old ones, then the client leaves A', async () => {
+    const [a, b] = await pair({ goAway: GOAWAY, drainTimeout: 20_000 });
+    const c = await client(a, b, { goAway: GOAWAY });
+    expect(c.isGoAway(Buffer.from('GOAWAY'))).toBe(true);
+    expect(c.isGoAway(Buffer.from('GOAWAX'))).toBe(false);
+    const slow = c.request('promise:300,on A');
+    await waitFor(() => a.server.stats().connections.inFlight === 1, 'A reading the request');
+    const aClosed = nextClose(a);
+    const closing = a.server.close();
+    await waitFor(() => c.stats.goAways === 1, 'the going-away frame');
+    const onB = await c.request('one:on B');
+    expect(onB.toString()).toBe('on B');
+    expect((await slow).toString()).toBe('on A'); // the going-away frame did not answer it
+    // The client ended A's connection once it was answered: A's drain finishes without a deadline.
+    expect(await within(closing, 10_000, "A's close()")).toEqual({ connections: 1, drained: 1, destroyed: 0 });
+    expect(await aClosed).toEqual({ framesIn: 1, repliesOut: 1, code: null });
+    expect(c.unsolicited).toEqual([]);
+    expect(c.stats).toMatchObject({ reconnects: 1, resent: 0, goAways: 1 });
+    expect(b.server.stats().counters.framesIn).toBe(1);
+  });
+
+  it('a reset (server destroyed with requests read): failed without retry; re-sent with retry: idempotent', async () => {
+    for (const retry of ['never', 'idempotent'] as const) {
+      const [a, b] = await pair();
+      const c = await client(a, b, { retry });
+      const p = settle(c.request('promise:2000,slow'));
+      await waitFor(() => a.server.stats().connections.inFlight === 1, 'A reading the request');
+      void a.server.destroy();
+      const r = await p;
+      if (retry === 'never') {
+        expect(r.ok ? 'answered' : r.error.code).toBe('SHOAL_CONNECTION_CLOSED');
+        expect(c.stats.resent).toBe(0);
+      } else {
+        expect(r.ok && r.value.toString()).toBe('slow');
+        expect(c.stats.resent).toBe(1);
+      }
+      // Either way the client goes on, on B.
+      expect((await c.request('one:next')).toString()).toBe('next');
+    }
+  });
+
+  it('idle timeout is an orderly close: the client reconnects for the next request without re-sending anything', async () => {
+    const [a, b] = await pair({ idleTimeout: 300 });
+    const c = await client(a, b);
+    expect((await c.request('one:1')).toString()).toBe('1');
+    const aClosed = nextClose(a);
+    expect((await within(aClosed, 10_000, 'the idle close')).code).toBe('SHOAL_IDLE_TIMEOUT');
+    expect((await c.request('one:2')).toString()).toBe('2');
+    expect(c.stats).toMatchObject({ reconnects: 1, resent: 0 });
+  });
+
+  it('over TLS too: a destroy with a request read is a reset (of the TCP socket under TLS), so it is not re-sent; the client goes on, over TLS, on B', async () => {
+    const TLS = `${FIXTURES}tls/`;
+    const tls = { cert: `${TLS}server.crt`, key: `${TLS}server.key` };
+    const clientTls = { ca: readFileSync(`${TLS}ca.crt`), servername: 'localhost' };
+    const [a, b] = await pair({ tls });
+    const c = await client(a, b, { tls: clientTls });
+    const slow = settle(c.request('promise:2000,slow'));
+    await waitFor(() => a.server.stats().connections.inFlight === 1, 'A reading the request');
+    const reset = new Promise<string>((r) => {
+      c.socket.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? ''));
+      c.socket.once('end', () => r('FIN'));
+    });
+    void a.server.destroy();
+    expect(await within(reset, 10_000, 'the reset')).toBe('ECONNRESET');
+    const r = await slow;
+    expect(r.ok ? 'answered' : r.error.code).toBe('SHOAL_CONNECTION_CLOSED'); // outcome unknown: not re-sent
+    expect((await c.request('one:on B')).toString()).toBe('on B');
+  });
+
+  it('validates its options', async () => {
+    await expect(connect({ port: 1, retry: 'idempotent' })).rejects.toThrow(/needs reconnect: true/);
+    await expect(connect({ port: 1, retry: 'always' as never, reconnect: true })).rejects.toThrow(/retry must be/);
+    await expect(connect({ endpoints: [] })).rejects.toThrow(/non-empty array/);
+    await expect(connect({ port: 1, goAway: Buffer.from('GOAWAY') })).rejects.toThrow(/exactly one frame/);
+  });
+});
