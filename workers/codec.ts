@@ -10,8 +10,10 @@
  * one JSON array under the json codec, wrap it: `return [[1, 2, 3]]`.
  */
 import { BadRequestError, HandlerError } from '../src/errors.js';
+import type { Codec } from '../src/options.js';
 
-export type Codec = 'raw' | 'utf8' | 'json';
+// One definition of each (the option table's): re-exported for the worker side.
+export type { Codec };
 
 export function decodeMessage(body: Buffer, codec: Codec): unknown {
   if (codec === 'raw') return body;

@@ -9,9 +9,9 @@ import { BadRequestError, HandlerLoadError, serializeError } from '../src/errors
 import type { SerializedError } from '../src/errors.js';
 import { decodeMessage, encodeReply } from './codec.js';
 import { importHandler } from './loader.js';
-import type { Codec } from './codec.js';
+import type { Codec, ErrorPolicy } from '../src/options.js';
 
-export type ErrorPolicy = 'close' | 'error-frame' | 'drop';
+export type { ErrorPolicy };
 
 /** Plain data describing the runtime; sent to workers as workerData. */
 export interface RuntimeSpec {

@@ -16,6 +16,8 @@ import type { ControlRequest, IdleWait, WorkerSpec } from './protocol.js';
 import { R_CLOSE, R_ERROR } from './reply-ring.js';
 import type { ReplyReader, ReplyRecord } from './reply-ring.js';
 import { WorkerSet } from './workers.js';
+import { deathError, fateOf, timeoutError } from './recovery.js';
+import { QUEUE_AHEAD_MS, aheadLimit } from './sizing.js';
 import type { RestartReason, Serving } from './workers.js';
 import {
   ADDR_ENTRIES,
@@ -31,15 +33,11 @@ import {
   F_OFFSET,
   F_PORT,
   F_SEQUENCE,
-  PHASE_ASYNC,
-  PHASE_RUNNING,
   STATE_FREE,
   STATE_QUEUED,
   WorkQueueView,
   WorkQueueWriter,
   createWorkQueue,
-  genOf,
-  phaseOf,
 } from './work-queue.js';
 import type { WorkQueueBuffers } from './work-queue.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
@@ -49,25 +47,6 @@ import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from
  * queue, running, or async). More wait on the main thread, in the fair queue.
  */
 const MESSAGE_SLOTS = 4096;
-/**
- * How much work (ms) the shared queue holds per worker beyond what runs: enough that
- * a worker finishing a message finds the next one without a round trip through the
- * main thread, little enough that a light connection's message, waiting in the fair
- * queue, is not stuck behind a heavy one's hundreds (the queue is first come, first
- * served; the fair queue behind it takes every connection in turn). Bounded per
- * worker by AHEAD_MIN and AHEAD_MAX messages; AHEAD_MIN while the cost is unknown
- * (the first burst) and after a worker died (the next message may kill one too).
- */
-const QUEUE_AHEAD_MS = 2;
-const AHEAD_MIN = 2;
-/**
- * Measured in-process (200k pooled 64 B echoes, 256 in flight, 2 workers, main thread
- * busy time per message; bench/handoff.ts): 32 -> 6.6-7.6 µs, 256 -> 4.8-5.1 µs (the
- * workers ran dry and parked, and each wake is a futex syscall on the main thread).
- */
-const AHEAD_MAX = 256;
-/** A message of a dying worker whose culprit cannot be named is retried at most this often. */
-const MAX_BLIND_RETRIES = 1;
 
 export interface PoolOptions {
   workers: number;
@@ -207,37 +186,30 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   }
 
   /**
-   * A dead worker's messages: replies it published are delivered; the message that
-   * was running (the culprit) gets the error policy; the others did nothing wrong and
-   * are queued again. A message in its async phase cannot be told from a culprit: it
-   * is retried at most MAX_BLIND_RETRIES times, then gets the policy, so nothing is
-   * silently lost and a message that kills every worker cannot loop forever.
+   * A dead worker's messages (its thread is gone): the replies it published are
+   * delivered, then each message it held meets its fate (recovery.ts).
    */
   #recover(s: Serving, err: unknown): void {
     this.#drainRing(s.ring);
-    const message = (err as Error)?.message ?? String(err);
-    const died: SerializedError = err instanceof ShoalError ? err.toJSON() : { code: 'SHOAL_WORKER_DIED', message: `worker died: ${message}` };
-    const timeout: SerializedError = {
-      code: 'SHOAL_HANDLER_TIMEOUT',
-      message: `handler ran past handlerTimeout (${this.#o.handlerTimeout} ms); its worker was replaced`,
-    };
+    const died = deathError(err);
     const state = this.#view.state;
     let failed = 0;
     let error = died;
     for (let slot = 0; slot < MESSAGE_SLOTS; slot++) {
-      const st = Atomics.load(state, slot);
-      if (st <= STATE_QUEUED || genOf(st) !== s.gen) continue;
-      if (phaseOf(st) === PHASE_RUNNING) {
-        if (slot === s.timedOut) error = timeout;
-        this.#policy.pin(this.#keys[slot]!); // it killed or hung its worker: never a kind for the main thread
-        this.#applyPolicy(slot, slot === s.timedOut ? timeout : died);
-        failed++;
-      } else if (phaseOf(st) === PHASE_ASYNC && ++this.#retries[slot]! > MAX_BLIND_RETRIES) {
-        this.#applyPolicy(slot, died);
-        failed++;
-      } else {
+      const fate = fateOf(Atomics.load(state, slot), s.gen, this.#retries[slot]!);
+      if (fate === null) continue;
+      if (fate === 'retry') {
+        this.#retries[slot]!++;
         this.#requeue(slot);
+        continue;
       }
+      let why = died;
+      if (fate === 'culprit') {
+        if (slot === s.timedOut) error = why = timeoutError(this.#o.handlerTimeout);
+        this.#policy.pin(this.#keys[slot]!); // it killed or hung its worker: never a kind for the main thread
+      }
+      this.#applyPolicy(slot, why);
+      failed++;
     }
     // Until the cost estimate recovers, the queue holds little: the next crash or hang
     // then holds up a few messages, not hundreds queued behind it.
@@ -335,9 +307,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   /** How many messages the shared queue may hold ahead of the workers (QUEUE_AHEAD_MS of work each). */
   #depthLimit(): number {
-    const w = this.#o.workers;
-    if (this.#cost <= 0) return AHEAD_MIN * w;
-    return Math.min(AHEAD_MAX * w, Math.max(AHEAD_MIN * w, Math.ceil((w * QUEUE_AHEAD_MS) / this.#cost)));
+    return aheadLimit(this.#o.workers, this.#cost);
   }
 
   /** Copy a message into the shared queue; false when there is no room for it now. */
