@@ -421,7 +421,7 @@ export class Connection implements DispatchTarget {
     // Keep reading (and discarding) so the peer's late bytes do not turn our close into a RST.
     this.#socketPaused = false;
     socket.resume();
-    const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    const linger = setTimeout(() => this.destroy(), LINGER_MS);
     linger.unref();
     socket.once('close', () => clearTimeout(linger));
   }
@@ -452,9 +452,20 @@ export class Connection implements DispatchTarget {
   destroy(error?: ShoalError): void {
     if (this.#state === 'closed') return;
     if (error) this.#closeError ??= error;
-    const readUnanswered = this.inFlight > 0 || !this.#readerDry;
-    if (readUnanswered && this.#state !== 'closing' && !this.#socket.destroyed) this.#reset();
+    if (!this.#socket.destroyed && this.#wouldBreakFinPromise()) this.#reset();
     this.#socket.destroy();
+  }
+
+  /**
+   * Would a FIN now tell the peer something untrue: that all it sent and we read was
+   * answered? True with requests in flight or whole frames unread from the buffer, and
+   * with replies still queued in user space (destroy() drops them, the kernel would send
+   * FIN after what it holds). Once closing, our FIN has gone out unless writes are stuck.
+   */
+  #wouldBreakFinPromise(): boolean {
+    const queued = this.#socket.writableLength > 0;
+    if (this.#state === 'closing') return queued;
+    return queued || this.inFlight > 0 || !this.#readerDry;
   }
 
   /** RST. A TLSSocket's handle is TLS over the TCP socket it was made from (`_parent`): reset that one. */

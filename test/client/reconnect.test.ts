@@ -1,5 +1,7 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect } from '../../dist/src/index.js';
 import type { Client, Connection, ShoalError } from '../../dist/src/index.js';
@@ -145,6 +147,31 @@ describe('retry-safe closes and the reconnecting client', () => {
     const r = await slow;
     expect(r.ok ? 'answered' : r.error.code).toBe('SHOAL_CONNECTION_CLOSED'); // outcome unknown: not re-sent
     expect((await c.request('one:on B')).toString()).toBe('on B');
+  });
+
+  it('a cut with replies still queued (drain deadline, everything read and answered) is a reset: a FIN would claim they were delivered', async () => {
+    const [a] = await pair({ handler: `${FIXTURES}../../examples/echo/handler.js`, sendHighWater: 64 * 1024 * 1024, drainTimeout: 300 });
+    const peer = netConnect({ host: '127.0.0.1', port: a.port });
+    peer.on('error', () => {});
+    await once(peer, 'connect');
+    const request = lengthFrame(Buffer.alloc(64 * 1024, 0x61));
+    // 16 MiB of requests, all read and answered at once; the peer reads none of the replies,
+    // more than loopback's socket buffers hold: the rest stays queued in the server.
+    for (let i = 0; i < 256; i++) peer.write(request);
+    await waitFor(() => a.server.stats().counters.repliesOut === 256, 'every request answered');
+    await waitFor(() => a.server.stats().connections.queuedBytes > 0, 'replies queued in the server');
+    const closed = nextClose(a);
+    const report = await within(a.server.close(), 10_000, 'close() at the drain deadline');
+    expect(report.destroyed).toBe(1);
+    const cut = await closed;
+    expect(cut.framesIn).toBe(256);
+    expect(cut.repliesOut).toBe(256); // all answered, not all delivered
+    // Reset, not FIN: the server's socket is gone at once. A FIN would wait behind the queued
+    // replies (FIN-WAIT-1). (The peer itself cannot always tell: Linux reports a reset that
+    // arrives while received data is still unread as a plain end of stream.)
+    const left = execFileSync('ss', ['-tnH', `sport = :${a.port}`], { encoding: 'utf8' }).trim();
+    expect(left).toBe('');
+    peer.destroy();
   });
 
   it('validates its options', async () => {
