@@ -10,6 +10,8 @@ import type { SerializedError } from '../src/errors.js';
 import { decodeMessage, encodeReply } from './codec.js';
 import { importHandler } from './loader.js';
 import type { Codec, ErrorPolicy } from '../src/options.js';
+import type { ProxyHeader } from '../src/edge/proxy-protocol.js';
+import { proxyFromBytes } from '../src/edge/proxy-wire.js';
 
 export type { ErrorPolicy };
 
@@ -29,6 +31,11 @@ export interface HandlerContext {
   readonly remotePort: number;
   /** The message id when routing is on, else undefined. */
   readonly routeId: number | undefined;
+  /**
+   * The connection's PROXY header (destination, TLVs) when it came through a trusted
+   * proxy (`proxyProtocol`), else null. remoteAddress/remotePort already name its client.
+   */
+  readonly proxy: ProxyHeader | null;
   /** Queue an extra reply frame, written before the handler's return value. */
   send(reply: unknown): void;
 }
@@ -54,12 +61,24 @@ export interface FailureOutcome {
   error: SerializedError;
 }
 
+/** What a main-thread context reads its connection's address from (a DispatchTarget). */
+interface Peer {
+  readonly id: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly proxy?: ProxyHeader | null;
+}
+
 export class Context implements HandlerContext {
   extra: unknown[] | null = null;
   #addr: string | null;
+  /** The PROXY header, or its bytes in shared memory until first read (see proxy-wire.ts). */
+  #proxy: ProxyHeader | Uint8Array | null = null;
   readonly #addrBytes: Uint8Array | null;
   readonly #addrAt: number;
   readonly #addrLength: number;
+  #port: number;
+  #peer: Peer | null = null;
 
   /**
    * `remoteAddress` null: decoded on first use from `addrLength` latin1 bytes of
@@ -70,20 +89,48 @@ export class Context implements HandlerContext {
     readonly connectionId: number,
     readonly sequence: number,
     remoteAddress: string | null,
-    readonly remotePort: number,
+    remotePort: number,
     public routeId: number | undefined,
     addrBytes: Uint8Array | null = null,
     addrAt = 0,
     addrLength = 0,
   ) {
+    this.#port = remotePort;
     this.#addr = remoteAddress;
     this.#addrBytes = addrBytes;
     this.#addrAt = addrAt;
     this.#addrLength = addrLength;
   }
 
+  /**
+   * On the main thread: the connection itself, read only when a handler asks (its
+   * address getters cost more than a cheap handler; most never ask).
+   */
+  static of(peer: Peer, sequence: number): Context {
+    const ctx = new Context(peer.id, sequence, null, -1, undefined);
+    ctx.#peer = peer;
+    return ctx;
+  }
+
+  get remotePort(): number {
+    return this.#peer !== null ? this.#peer.remotePort : this.#port;
+  }
+
+  get proxy(): ProxyHeader | null {
+    if (this.#peer !== null) return this.#peer.proxy ?? null;
+    const p = this.#proxy;
+    if (p instanceof Uint8Array) return (this.#proxy = proxyFromBytes(p));
+    return p;
+  }
+
+  /** Set by whoever makes the context: the header (inline) or its bytes (in a worker). */
+  setProxy(p: ProxyHeader | Uint8Array | null): void {
+    this.#proxy = p;
+  }
+
   get remoteAddress(): string {
     if (this.#addr === null) {
+      if (this.#peer !== null) return this.#peer.remoteAddress;
       const b = this.#addrBytes!;
       this.#addr = Buffer.from(b.buffer, b.byteOffset + this.#addrAt, this.#addrLength).toString('latin1');
     }

@@ -22,6 +22,7 @@ import {
   ADDR_INLINE,
   F_ADDR_INDEX,
   F_ADDR_LENGTH,
+  F_PROXY_LENGTH,
   F_CONNECTION,
   F_LENGTH,
   F_OFFSET,
@@ -156,12 +157,15 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
     const b = slot * FIELDS;
     const at = fields[b + F_OFFSET]!;
     const addrLength = fields[b + F_ADDR_LENGTH]!;
-    const frame = Buffer.from(dataBuffer, at + addrLength, fields[b + F_LENGTH]!);
+    const proxyLength = fields[b + F_PROXY_LENGTH]!;
+    const frame = Buffer.from(dataBuffer, at + addrLength + proxyLength, fields[b + F_LENGTH]!);
     const index = fields[b + F_ADDR_INDEX]!;
     const ctx =
       index === ADDR_INLINE
         ? new Context(fields[b + F_CONNECTION]!, fields[b + F_SEQUENCE]!, null, fields[b + F_PORT]!, undefined, data, at, addrLength)
         : new Context(fields[b + F_CONNECTION]!, fields[b + F_SEQUENCE]!, null, fields[b + F_PORT]!, undefined, addresses, index * ADDR_ENTRY_BYTES + 1, addresses[index * ADDR_ENTRY_BYTES]!);
+    // A copy: a handler may read ctx.proxy after its message (and these bytes) are done.
+    if (proxyLength > 0) ctx.setProxy(Buffer.from(data.subarray(at + addrLength, at + addrLength + proxyLength)));
     if (timed) started[W_STARTED] = Date.now();
     cell[W_CURRENT] = slot;
     const t0 = tPrev;

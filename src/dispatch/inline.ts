@@ -55,7 +55,7 @@ export class InlineExecutor implements ReplySink<DispatchTarget> {
 
   /** Run one message; resolves (never rejects) once an async handler's replies are delivered. */
   run(target: DispatchTarget, seq: number, frame: Buffer): Context | Promise<Context> {
-    const ctx = new Context(target.id, seq, target.remoteAddress, target.remotePort, undefined);
+    const ctx = Context.of(target, seq);
     const done = this.runner.run(target, frame, ctx);
     if (done === undefined) return ctx;
     this.pending++;

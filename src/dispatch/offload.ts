@@ -18,12 +18,14 @@
 export type OffloadMode = 'auto' | 'always' | 'never';
 
 /**
- * Measured on the 2-core machine (bench protocol, 64 x 16 pipelined): the main
- * thread's own cost of one pooled message was ~1.5-3 µs against ~1 µs for running a
- * 64-byte echo inline. Kinds under 10 µs run inline; over 25 µs, in the pool.
+ * Measured on the 2-core machine (bench protocol, 64 x 16 pipelined): the main thread's
+ * own cost of one pooled message was ~3-5 µs (bench/handoff.ts) against ~1 µs for running
+ * a 64-byte echo inline, and a trivial handler measured 3-12 µs in a worker (its time
+ * there includes decoding, routing and encoding; these machines differ 2-3x). Kinds
+ * under 20 µs run inline; over 50 µs, in the pool.
  */
-export const INLINE_BELOW_MS = 0.01;
-export const POOL_ABOVE_MS = 0.025;
+export const INLINE_BELOW_MS = 0.02;
+export const POOL_ABOVE_MS = 0.05;
 /** Samples before a kind may move inline: the first messages of a cold worker are slow. */
 const MIN_SAMPLES = 16;
 /** Samples count at most this much (ms): see observe(). */

@@ -18,6 +18,7 @@ import type { ReplyReader, ReplyRecord } from './reply-ring.js';
 import { WorkerSet } from './workers.js';
 import { deathError, fateOf, timeoutError } from './recovery.js';
 import { QUEUE_AHEAD_MS, aheadLimit } from './sizing.js';
+import { proxyToBytes } from '../edge/proxy-wire.js';
 import type { RestartReason, Serving } from './workers.js';
 import {
   ADDR_ENTRIES,
@@ -28,6 +29,7 @@ import {
   FIELDS,
   F_ADDR_INDEX,
   F_ADDR_LENGTH,
+  F_PROXY_LENGTH,
   F_CONNECTION,
   F_LENGTH,
   F_OFFSET,
@@ -229,7 +231,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const target = this.#targets[slot]!;
     const seq = this.#seqs[slot]!;
     const b = slot * FIELDS;
-    const at = this.#offsets[slot]! + this.#view.fields[b + F_ADDR_LENGTH]!;
+    const at = this.#offsets[slot]! + this.#view.fields[b + F_ADDR_LENGTH]! + this.#view.fields[b + F_PROXY_LENGTH]!;
     const frame = Buffer.from(this.#data.subarray(at, at + this.#view.fields[b + F_LENGTH]!));
     this.#release(slot);
     this.#queue.requeue([target], [seq], [frame]);
@@ -317,12 +319,15 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const addr = target.remoteAddress;
     const index = this.#addressIndex(addr);
     const inline = index === ADDR_INLINE ? addr.length : 0;
-    const at = this.#arena.alloc(inline + frame.length);
+    const proxy = target.proxy != null ? proxyToBytes(target.proxy) : null;
+    const proxyLength = proxy === null ? 0 : proxy.length;
+    const at = this.#arena.alloc(inline + proxyLength + frame.length);
     if (at < 0) return false;
     const slot = this.#free[--this.#freeTop]!;
     const data = this.#data;
     const addrLength = inline > 0 ? data.write(addr, at, 'latin1') : 0;
-    data.set(frame, at + addrLength);
+    if (proxy !== null) data.set(proxy, at + addrLength);
+    data.set(frame, at + addrLength + proxyLength);
     const f = this.#view.fields;
     const b = slot * FIELDS;
     f[b + F_CONNECTION] = target.id;
@@ -332,6 +337,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     f[b + F_LENGTH] = frame.length;
     f[b + F_PORT] = target.remotePort;
     f[b + F_ADDR_INDEX] = index;
+    f[b + F_PROXY_LENGTH] = proxyLength;
     if (this.#metricsOn) this.#view.queuedAt[slot] = performance.timeOrigin + performance.now();
     this.#targets[slot] = target;
     this.#seqs[slot] = seq;
@@ -495,8 +501,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const inline = this.#inline;
     if (inline !== null) {
       // The module is loaded here too: its errorReply() shapes the error frame, as in a worker.
-      const ctx = new Context(target.id, seq, target.remoteAddress, target.remotePort, undefined);
-      inline.runner.fail(target, ctx, errorFromCode(error));
+      inline.runner.fail(target, Context.of(target, seq), errorFromCode(error));
       return;
     }
     this.#events.handlerError(target, seq, error);

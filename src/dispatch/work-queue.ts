@@ -12,7 +12,8 @@
  *                                address length, frame length, remote port
  *            Float64 x slots     when the message was queued (metrics only)
  *            Int32 x order       message slots in queue order, positions [HEAD, TAIL)
- *   data:    bytes of the messages: [remote address, latin1, unless in the table][frame body]
+ *   data:    bytes of the messages: [remote address, latin1, unless in the table]
+ *            [PROXY header (proxy-wire.ts), only behind a trusted proxy][frame body]
  *   addresses: ADDR_ENTRIES x ADDR_ENTRY_BYTES [length][latin1 text]: the remote
  *            addresses seen so far, each written once; a message names its entry
  *            (F_ADDR_INDEX) instead of carrying the text (writing it per message cost
@@ -65,7 +66,9 @@ export const F_ADDR_LENGTH = 3;
 export const F_LENGTH = 4;
 export const F_PORT = 5;
 export const F_ADDR_INDEX = 6;
-export const FIELDS = 7;
+/** Bytes of the connection's PROXY header (proxy-wire.ts) between the address and the frame; 0 without one. */
+export const F_PROXY_LENGTH = 7;
+export const FIELDS = 8;
 /** F_ADDR_INDEX of a message whose address travels inline. */
 export const ADDR_INLINE = 0xffffffff;
 export const ADDR_ENTRIES = 4096;

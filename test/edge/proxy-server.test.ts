@@ -143,3 +143,26 @@ describe('TrustedProxies (net.BlockList)', () => {
     expect(() => new TrustedProxies([cidr])).toThrow(expect.objectContaining({ code: 'SHOAL_INVALID_OPTION' }));
   });
 });
+
+describe('ctx.proxy: the header reaches the handler, inline and in the workers', () => {
+  for (const [workers, offload] of [[0, 'auto'], [2, 'always'], [2, 'auto']] as const) {
+    it(`destination and TLVs (workers: ${workers}, offload: ${offload}); null for a connection without a header`, async () => {
+      const r = await start({ handler: `${FIXTURES}proxy-info.js`, workers, offload, proxyProtocol: { mode: 'v2', trusted: ['127.0.0.1'] } });
+      running.push(r);
+      const header = encodeProxyV2({ ...CLIENT, tlvs: [{ type: 0x02, value: Buffer.from('shoal.example') }] });
+      const got = replies(await exchange(r.port, Buffer.concat([header, ...Array.from({ length: 40 }, () => lengthFrame('?'))])));
+      expect(got).toHaveLength(40);
+      for (const g of got) {
+        expect(JSON.parse(g)).toEqual({
+          version: 2,
+          destination: CLIENT.destination,
+          tlvs: [[0x02, 'shoal.example']],
+          client: `${CLIENT.source.address}:${CLIENT.source.port}`,
+        });
+      }
+      const plain = await start({ handler: `${FIXTURES}proxy-info.js`, workers, offload });
+      running.push(plain);
+      expect(replies(await exchange(plain.port, lengthFrame('?')))).toEqual(['none']);
+    });
+  }
+});
