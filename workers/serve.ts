@@ -158,7 +158,7 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
     const at = fields[b + F_OFFSET]!;
     const addrLength = fields[b + F_ADDR_LENGTH]!;
     const proxyLength = fields[b + F_PROXY_LENGTH]!;
-    const frame = Buffer.from(dataBuffer, at + addrLength + proxyLength, fields[b + F_LENGTH]!);
+    const frame = Buffer.from(dataBuffer, view.frameOffset(slot), fields[b + F_LENGTH]!);
     const index = fields[b + F_ADDR_INDEX]!;
     const ctx =
       index === ADDR_INLINE

@@ -230,9 +230,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     // No queue position free (cannot happen while positions outnumber slots twice): wait on the main thread.
     const target = this.#targets[slot]!;
     const seq = this.#seqs[slot]!;
-    const b = slot * FIELDS;
-    const at = this.#offsets[slot]! + this.#view.fields[b + F_ADDR_LENGTH]! + this.#view.fields[b + F_PROXY_LENGTH]!;
-    const frame = Buffer.from(this.#data.subarray(at, at + this.#view.fields[b + F_LENGTH]!));
+    const at = this.#view.frameOffset(slot);
+    const frame = Buffer.from(this.#data.subarray(at, at + this.#view.fields[slot * FIELDS + F_LENGTH]!));
     this.#release(slot);
     this.#queue.requeue([target], [seq], [frame]);
   }

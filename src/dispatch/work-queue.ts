@@ -126,6 +126,13 @@ export class WorkQueueView {
     this.slots = slots;
   }
 
+  /** Where slot `slot`'s frame body starts in the data (after its inline address and PROXY header). */
+  frameOffset(slot: number): number {
+    const b = slot * FIELDS;
+    const f = this.fields;
+    return f[b + F_OFFSET]! + f[b + F_ADDR_LENGTH]! + f[b + F_PROXY_LENGTH]!;
+  }
+
   /** Queue positions in use (waiting, or stale entries the head has not passed yet). */
   get depth(): number {
     return (Atomics.load(this.ctl, CTL_TAIL) - Atomics.load(this.ctl, CTL_HEAD)) | 0;
