@@ -63,4 +63,11 @@ export interface HandlerModule<C extends Codec = 'raw'> {
   /** Once per worker, when the pool closes (server close, or the old pool after a reload). */
   teardown?(): unknown;
   errorReply?: ErrorReply<C>;
+  /**
+   * Keyed affinity: runs on the main thread with the frame body as the framing cut it
+   * (not decoded; keep it cheap). Messages whose keys are equal run on the same worker,
+   * one at a time, in arrival order (worker-local state per key); null or undefined:
+   * no affinity. A worker's death or a reload loses its state (event 'affinityLost').
+   */
+  affinityKey?(frame: Buffer): string | number | Uint8Array | null | undefined;
 }

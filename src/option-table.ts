@@ -202,6 +202,10 @@ export const OPTIONS = {
     kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['auto', 'always', 'never'], default: 'auto',
     help: 'auto: kinds of message cheaper than a thread hop run inline, measured | always: every message to the pool | never: all inline',
   },
+  affinity: {
+    kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['none', 'connection'], default: 'none',
+    help: "connection: each connection's messages run on one worker, one at a time, in order (worker-local session state) | none: any free worker (a module's affinityKey() export shards by key)",
+  },
   startupTimeout: { kind: 'duration', group: 'pool', pool: true, help: 'every worker must load the handler and run setup() within this', default: 30_000, min: 1 },
   atomics: {
     kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['sync', 'async'], default: 'sync',

@@ -192,6 +192,11 @@ export class ShoalServer extends EventEmitter {
     this.#dispatcher.on('workerRestart', (reason: string, threadId: number) => {
       o.logger.warn({ reason, threadId }, 'worker replaced');
     });
+    // With affinity, a worker's state for its connections or keys died with it (or with a reload's old pool).
+    this.#dispatcher.on('affinityLost', (info: { threadId: number; reason: string }) => {
+      o.logger.warn(info, 'worker-local state lost (affinity)');
+      this.emit('affinityLost', info);
+    });
     this.#admin = o.admin ? new AdminServer(this, o.admin, shared) : null;
     this.#trusted = o.proxyProtocol ? new TrustedProxies(o.proxyProtocol.trusted) : null;
     this.#tls = o.tls

@@ -12,6 +12,7 @@ import { importHandler } from './loader.js';
 import type { Codec, ErrorPolicy } from '../src/options.js';
 import type { ProxyHeader } from '../src/edge/proxy-protocol.js';
 import { proxyFromBytes } from '../src/edge/proxy-wire.js';
+import type { AffinityKeyFn } from '../src/dispatch/affinity.js';
 
 export type { ErrorPolicy };
 
@@ -49,6 +50,8 @@ interface HandlerModule {
   setup: ((info: { threadId: number }) => unknown) | null;
   teardown: (() => unknown) | null;
   errorReply: ((error: SerializedError, ctx: HandlerContext) => unknown) | null;
+  /** Keyed affinity (src/dispatch/affinity.ts): run on the main thread, with the frame as cut. */
+  affinityKey: AffinityKeyFn | null;
 }
 
 /** Normalized replies: null (none), one body, or several in order. */
@@ -184,7 +187,16 @@ async function loadModule(url: string): Promise<HandlerModule> {
     setup: asFunction(pick(mod, 'setup'), 'setup', url),
     teardown: asFunction(pick(mod, 'teardown'), 'teardown', url),
     errorReply: asFunction(pick(mod, 'errorReply'), 'errorReply', url),
+    affinityKey: asFunction(pick(mod, 'affinityKey'), 'affinityKey', url),
   };
+}
+
+/**
+ * A module's affinityKey export, read without running its setup() (for a pool that
+ * runs nothing on the main thread); null when it has none. Throws HandlerLoadError.
+ */
+export async function loadAffinityKey(url: string): Promise<AffinityKeyFn | null> {
+  return (await loadModule(url)).affinityKey;
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -218,6 +230,11 @@ export class HandlerRuntime {
       }
     }
     return new HandlerRuntime(spec, mod);
+  }
+
+  /** The module's affinityKey export, or null. */
+  get affinityKey(): AffinityKeyFn | null {
+    return this.#mod.affinityKey;
   }
 
   async teardown(): Promise<void> {

@@ -106,7 +106,7 @@ class RingSink implements ReplySink<number> {
 
 export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: FrameEncoder | null, threadId: number, meter: WorkerMeter | null, handlerTimeout: number, idleWait: IdleWait): Promise<void> {
   const view = new WorkQueueView(task.queue);
-  const reader = new WorkQueueReader(view);
+  const reader = new WorkQueueReader(view, task.shard);
   const { ctl, state, fields, queuedAt, data, addresses } = view;
   const out = new ReplyWriter(task.ring, task.overflow, ctl, CTL_DOORBELL, CTL_MAIN_WAITING);
   const cell = new Int32Array(task.cell, 0, 2);
@@ -120,6 +120,8 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
   const asyncPhase = owned(gen, PHASE_ASYNC);
   const timed = handlerTimeout > 0;
   let pending = 0;
+  /** A message of our own queue (affinity) is async and pending: the next one waits for it (one at a time, in order). */
+  let ownBusy = false;
   let controlSeen = Atomics.load(ctl, CTL_CONTROL);
   let lastTurn = performance.now();
 
@@ -130,6 +132,11 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
     pending--;
     if (meter !== null) meter.handlers(route, performance.now() - t0, 1);
   };
+  const settleOwn = (route: number | undefined, t0: number) => (): void => {
+    ownBusy = false;
+    settle(route, t0)();
+    reader.wakeSelf(); // we may be parked with our own queue waiting on this message
+  };
 
   let tPrev = performance.now();
   for (;;) {
@@ -139,11 +146,14 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
       controlSeen = c;
       await answerControls(task);
     }
-    const slot = reader.take(gen);
+    // Our own queue first: only this worker can run those messages.
+    let slot = ownBusy ? -1 : reader.takeOwn(gen);
+    const own = slot >= 0;
+    if (!own) slot = reader.take(gen);
     if (slot < 0) {
-      if (pending > 0 || idleWait === 'async') await reader.parkAsync(PARK_MS, controlSeen);
+      if (pending > 0 || idleWait === 'async') await reader.parkAsync(PARK_MS, controlSeen, !ownBusy);
       else {
-        reader.park(PARK_MS, controlSeen);
+        reader.park(PARK_MS, controlSeen, !ownBusy);
         if (performance.now() - lastTurn >= PARK_MS) {
           await turn();
           lastTurn = performance.now();
@@ -180,7 +190,12 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
       Atomics.store(state, slot, asyncPhase);
       sink.asyncCost[slot] = t1 - t0;
       pending++;
-      void done.then(settle(ctx.routeId, t0));
+      if (own) {
+        ownBusy = true;
+        void done.then(settleOwn(ctx.routeId, t0));
+      } else {
+        void done.then(settle(ctx.routeId, t0));
+      }
     } else if (meter !== null) {
       meter.handlers(ctx.routeId, t1 - t0, 1);
     }
@@ -196,7 +211,8 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
   }
 
   // Stopping: what is pending finishes (the main thread bounds how long it waits for us).
-  while (pending > 0) await reader.parkAsync(PARK_MS, controlSeen);
+  // (Not parkAsync: with STOP raised it returns at once, and a loop of microtasks would starve their I/O.)
+  while (pending > 0) await new Promise((resolve) => setTimeout(resolve, 1));
   await runtime.teardown();
 }
 

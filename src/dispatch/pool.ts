@@ -3,9 +3,11 @@ import type { Piscina } from 'piscina';
 import { HandlerLoadError, ShoalError, errorFromCode, serializeError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
 import type { Framing } from '../framing/types.js';
-import { Context, HandlerRuntime, defaultErrorReply } from '../../workers/runtime.js';
+import { Context, HandlerRuntime, defaultErrorReply, loadAffinityKey } from '../../workers/runtime.js';
 import type { ErrorPolicy } from '../../workers/runtime.js';
 import { waitAtMost } from '../wait.js';
+import { ConnectionShards, shardOfKey } from './affinity.js';
+import type { AffinityKeyFn, AffinityMode } from './affinity.js';
 import { Arena } from './arena.js';
 import { FairQueue } from './fair-queue.js';
 import { InlineExecutor, frameReplies } from './inline.js';
@@ -35,6 +37,7 @@ import {
   F_OFFSET,
   F_PORT,
   F_SEQUENCE,
+  F_SHARD,
   STATE_FREE,
   STATE_QUEUED,
   WorkQueueView,
@@ -61,7 +64,12 @@ export interface PoolOptions {
   onHandlerError: ErrorPolicy;
   /** ms one message's handler may run before its worker is terminated; 0 = off. */
   handlerTimeout: number;
+  /** 'connection': a connection's messages run on one worker, in order (affinity.ts). */
+  affinity: AffinityMode;
 }
+
+/** What #shardFor returns when the module's affinityKey() threw (the message got the error policy). */
+const SHARD_FAILED = -2;
 
 export type { RestartReason } from './workers.js';
 
@@ -99,6 +107,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #offsets = new Int32Array(MESSAGE_SLOTS);
   readonly #retries = new Uint8Array(MESSAGE_SLOTS);
   readonly #free = new Int32Array(MESSAGE_SLOTS);
+  /** Per message slot: the shard it must run on, or -1 (any worker). */
+  readonly #slotShard = new Int16Array(MESSAGE_SLOTS).fill(-1);
   #freeTop = 0;
   /** Messages in the pool: queued, running or async. */
   #outstanding = 0;
@@ -110,6 +120,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #cost = 0;
 
   readonly #policy: OffloadPolicy;
+  /** Affinity: 'connection' shards, or the module's affinityKey (set at start); #affine if either. */
+  readonly #connectionShards: ConnectionShards | null;
+  #affinityKey: AffinityKeyFn | null = null;
+  #affine: boolean;
+  /** Messages waiting or running per shard; shards whose worker needs a wake-up this turn. */
+  readonly #shardLoad: Int32Array;
+  readonly #shardsToWake: Uint8Array;
+  #anyShardToWake = false;
   #inline: InlineExecutor | null = null;
   /** Set by the admin server when metrics are on: times the messages run inline. */
   onHandlerTiming: HandlerTiming | null = null;
@@ -131,7 +149,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#events = events;
     // Room for several of the largest frames (with their address) at once.
     const dataBytes = Math.max(16 * 1024 * 1024, 4 * (spec.maxFrame + 64));
-    this.#buffers = createWorkQueue(MESSAGE_SLOTS, dataBytes);
+    this.#buffers = createWorkQueue(MESSAGE_SLOTS, dataBytes, options.workers);
     this.#view = new WorkQueueView(this.#buffers);
     this.#writer = new WorkQueueWriter(this.#view);
     this.#arena = new Arena(dataBytes);
@@ -142,7 +160,11 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#reframe = spec.framing === null;
     // A stuck handler can be stopped only in a worker: with a handlerTimeout, 'auto' keeps every message in the pool.
     this.#policy = new OffloadPolicy(options.offload === 'auto' && options.handlerTimeout > 0 ? 'always' : options.offload);
-    this.#workers = new WorkerSet(options, spec, this.#buffers, this.#view.ctl, {
+    this.#connectionShards = options.affinity === 'connection' ? new ConnectionShards(options.workers) : null;
+    this.#affine = this.#connectionShards !== null;
+    this.#shardLoad = new Int32Array(options.workers);
+    this.#shardsToWake = new Uint8Array(options.workers);
+    this.#workers = new WorkerSet(options, spec, this.#buffers, this.#view, {
       // Messages may have queued while no worker was ready: they are taken now.
       ready: () => this.#writer.wake(1),
       gone: (w, err) => this.#recover(w, err),
@@ -165,6 +187,12 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     try {
       const runtime = await inline;
       if (runtime !== null) this.#inline = new InlineExecutor(runtime, this.#framing, this.#events, this.#spec.handlerTimeout);
+      const key = runtime !== null ? runtime.affinityKey : await loadAffinityKey(this.#spec.runtime.handlerUrl);
+      if (key !== null && o.affinity === 'connection') {
+        throw new HandlerLoadError(`${this.#spec.runtime.handlerUrl} exports affinityKey() and affinity is 'connection': choose one`);
+      }
+      this.#affinityKey = key;
+      this.#affine ||= key !== null;
       failure = await this.#workers.allReady(o.startupTimeout);
     } catch (err) {
       failure = serializeError(err);
@@ -198,7 +226,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     let failed = 0;
     let error = died;
     for (let slot = 0; slot < MESSAGE_SLOTS; slot++) {
-      const fate = fateOf(Atomics.load(state, slot), s.gen, this.#retries[slot]!);
+      const fate = fateOf(Atomics.load(state, slot), s.gen, this.#retries[slot]!, this.#slotShard[slot]! >= 0);
       if (fate === null) continue;
       if (fate === 'retry') {
         this.#retries[slot]!++;
@@ -217,7 +245,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     // then holds up a few messages, not hundreds queued behind it.
     this.#cost = Math.max(this.#cost, QUEUE_AHEAD_MS);
     this.#events.workerFailure(error, failed);
+    // Its replacement starts with empty state: whatever it kept for its connections or keys is gone.
+    if (this.#affine) this.emit('affinityLost', { threadId: s.threadId, reason: s.killed ? 'handler_timeout' : 'exit' });
     this.#ensureArmed();
+  }
+
+  /** True when messages have affinity (the 'connection' option, or the module's affinityKey). */
+  get affine(): boolean {
+    return this.#affine;
   }
 
   /** Put a message back in the shared queue (a retry). */
@@ -271,18 +306,42 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   submit(target: DispatchTarget, seq: number, frame: Buffer): void {
     const key = this.#keyOf(frame);
-    if (this.#inline !== null && this.#policy.inline(key)) {
+    const shard = this.#affine ? this.#shardFor(target, seq, frame) : -1;
+    if (shard === SHARD_FAILED) return;
+    if (this.#inline !== null && this.#runsInline(key, shard)) {
       this.#runInline(target, seq, frame, key);
       return;
     }
     this.#framesSent++;
     const q = this.#queue;
-    if (q.size > 0 || !this.#dispatch(target, seq, frame, key)) q.push(target, seq, frame);
+    if (q.size > 0 || !this.#dispatch(target, seq, frame, key, shard)) q.push(target, seq, frame);
     if (!this.#saturated && (q.size + this.#view.depth >= this.#o.maxPendingFrames || q.bytes >= this.#o.maxPendingBytes)) {
       this.#saturated = true;
       this.emit('saturated');
     }
   }
+
+  /** A message with affinity runs in its worker (its state is there), unless everything runs inline ('never'). */
+  #runsInline(key: number, shard: number): boolean {
+    return shard < 0 ? this.#policy.inline(key) : this.#policy.mode === 'never';
+  }
+
+  /** The shard a message must run on, -1 for any worker, SHARD_FAILED if affinityKey() threw. */
+  #shardFor(target: DispatchTarget, seq: number, frame: Buffer): number {
+    const conns = this.#connectionShards;
+    if (conns !== null) return conns.of(target, this.#loadOf);
+    let k: unknown;
+    try {
+      k = this.#affinityKey!(frame);
+    } catch (err) {
+      this.#policyFor(target, seq, serializeError(err));
+      return SHARD_FAILED;
+    }
+    if (k === null || k === undefined) return -1;
+    return shardOfKey(k as string | number | Uint8Array, this.#o.workers);
+  }
+
+  readonly #loadOf = (shard: number): number => this.#shardLoad[shard]!;
 
   #runInline(target: DispatchTarget, seq: number, frame: Buffer, key: number): void {
     this.#inlineRun++;
@@ -311,10 +370,19 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     return aheadLimit(this.#o.workers, this.#cost);
   }
 
-  /** Copy a message into the shared queue; false when there is no room for it now. */
-  #dispatch(target: DispatchTarget, seq: number, frame: Buffer, key: number): boolean {
+  /**
+   * Copy a message into the shared queue, or into its shard's own queue (`shard` >= 0);
+   * false when there is no room for it now. A shard's queue holds as much work ahead
+   * as the shared queue holds for one worker.
+   */
+  #dispatch(target: DispatchTarget, seq: number, frame: Buffer, key: number, shard: number): boolean {
     const depth = this.#view.depth;
-    if (this.#freeTop === 0 || !this.#writer.hasRoom || depth >= this.#depthLimit() || depth >= this.#o.maxPendingFrames) return false;
+    if (this.#freeTop === 0 || depth >= this.#o.maxPendingFrames) return false;
+    if (shard < 0) {
+      if (!this.#writer.hasRoom || depth >= this.#depthLimit()) return false;
+    } else if (!this.#writer.hasOwnRoom(shard) || this.#view.ownDepth(shard) >= aheadLimit(1, this.#cost)) {
+      return false;
+    }
     const addr = target.remoteAddress;
     const index = this.#addressIndex(addr);
     const inline = index === ADDR_INLINE ? addr.length : 0;
@@ -337,14 +405,23 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     f[b + F_PORT] = target.remotePort;
     f[b + F_ADDR_INDEX] = index;
     f[b + F_PROXY_LENGTH] = proxyLength;
+    f[b + F_SHARD] = shard + 1;
     if (this.#metricsOn) this.#view.queuedAt[slot] = performance.timeOrigin + performance.now();
     this.#targets[slot] = target;
     this.#seqs[slot] = seq;
     this.#keys[slot] = key;
     this.#offsets[slot] = at;
     this.#retries[slot] = 0;
+    this.#slotShard[slot] = shard;
     this.#outstanding++;
-    this.#writer.append(slot);
+    if (shard < 0) {
+      this.#writer.append(slot);
+    } else {
+      this.#shardLoad[shard]!++;
+      this.#writer.appendOwn(slot, shard);
+      this.#shardsToWake[shard] = 1;
+      this.#anyShardToWake = true;
+    }
     this.#wakeSoon();
     this.#ensureArmed();
     return true;
@@ -372,11 +449,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       const seq = t.seqs[0]!;
       const frame = t.frames[0]!;
       const key = this.#keyOf(frame);
-      if (this.#inline !== null && this.#policy.inline(key)) {
+      const shard = this.#affine ? this.#shardFor(target, seq, frame) : -1;
+      if (shard === SHARD_FAILED) continue;
+      if (this.#inline !== null && this.#runsInline(key, shard)) {
         this.#runInline(target, seq, frame, key);
         continue;
       }
-      if (!this.#dispatch(target, seq, frame, key)) {
+      if (!this.#dispatch(target, seq, frame, key, shard)) {
         q.requeue(t.targets, t.seqs, t.frames);
         break;
       }
@@ -396,8 +475,18 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   readonly #wake = (): void => {
     this.#wakeQueued = false;
+    const ownOnly = this.#anyShardToWake && this.#view.depth === 0;
+    if (this.#anyShardToWake) {
+      this.#anyShardToWake = false;
+      const wake = this.#shardsToWake;
+      for (let shard = 0; shard < wake.length; shard++) {
+        if (wake[shard] === 0) continue;
+        wake[shard] = 0;
+        this.#writer.wakeShard(shard);
+      }
+    }
     const sleepers = this.#writer.sleepers;
-    if (sleepers > 0) this.#writer.wake(Math.min(sleepers, Math.max(1, this.#view.depth)));
+    if (sleepers > 0 && !ownOnly) this.#writer.wake(Math.min(sleepers, Math.max(1, this.#view.depth)));
     // Under load the main thread is awake anyway: read replies now rather than on the doorbell's wake-up.
     if (!this.#draining && Atomics.load(this.#view.ctl, CTL_DOORBELL) !== this.#lastBell) this.#drainAll();
   };
@@ -471,6 +560,11 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** A message is done: its slot and its bytes are free again. */
   #release(slot: number): void {
     this.#targets[slot] = null;
+    const shard = this.#slotShard[slot]!;
+    if (shard >= 0) {
+      this.#shardLoad[shard]!--;
+      this.#slotShard[slot] = -1;
+    }
     this.#arena.free(this.#offsets[slot]!);
     Atomics.store(this.#view.state, slot, STATE_FREE);
     this.#free[this.#freeTop++] = slot;

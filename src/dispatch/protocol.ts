@@ -52,6 +52,8 @@ export interface ServeTask {
   kind: 'serve';
   /** This worker's generation: the owner tag of the message slots it takes. */
   gen: number;
+  /** This worker's position (0..workers-1): its own queue for messages with affinity (work-queue.ts). */
+  shard: number;
   queue: WorkQueueBuffers;
   ring: ReplyRingBuffers;
   cell: SharedArrayBuffer;

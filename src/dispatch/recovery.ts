@@ -8,7 +8,9 @@
  * - RUNNING: the culprit (it crashed or hung the worker): the error policy.
  * - ASYNC: it cannot be told from a culprit: run again, at most MAX_BLIND_RETRIES
  *   times, then the policy, so nothing is silently lost and a message that kills
- *   every worker cannot loop forever.
+ *   every worker cannot loop forever. Except a message with affinity: the state it
+ *   ran against died with the worker, and a retry would run behind its key's later
+ *   messages (out of order): the policy.
  */
 import { ShoalError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
@@ -19,10 +21,11 @@ export const MAX_BLIND_RETRIES = 1;
 export type Fate = 'culprit' | 'retry' | 'fail';
 
 /** The fate of a slot in `state` after the worker of generation `gen` died; null: not that worker's. */
-export function fateOf(state: number, gen: number, retriesSoFar: number): Fate | null {
+export function fateOf(state: number, gen: number, retriesSoFar: number, affine = false): Fate | null {
   if (state <= STATE_QUEUED || genOf(state) !== gen) return null;
   const phase = phaseOf(state);
   if (phase === PHASE_RUNNING) return 'culprit';
+  if (affine) return 'fail';
   if (phase === PHASE_ASYNC) return retriesSoFar >= MAX_BLIND_RETRIES ? 'fail' : 'retry';
   return 'retry';
 }

@@ -149,6 +149,8 @@ export class SwappableDispatcher extends EventEmitter implements Dispatcher {
     }
     const old = this.#current;
     this.#current = next;
+    // Worker-local state of connections or keys stays with the old workers, which now stop.
+    if ((old.dispatcher as { affine?: boolean }).affine === true) this.emit('affinityLost', { threadId: -1, reason: 'reload' });
     const t1 = performance.now();
     const drained = await this.#drain(old, drainTimeoutMs);
     const t2 = performance.now();
@@ -213,6 +215,7 @@ export class SwappableDispatcher extends EventEmitter implements Dispatcher {
       this.#updateSaturation();
     });
     dispatcher.on('workerRestart', (...args: unknown[]) => this.emit('workerRestart', ...args));
+    dispatcher.on('affinityLost', (...args: unknown[]) => this.emit('affinityLost', ...args));
     return g;
   }
 

@@ -32,6 +32,16 @@
  * fails them (pool.ts). Taking by compareExchange on the slot itself makes ownership
  * and taking one atomic step: no window in which a message is taken but not owned.
  *
+ * Affinity (pool.ts): a message with a shard (a worker position 0..shards-1, stable
+ * across that worker's replacements) goes to that shard's own queue instead, a
+ * single-producer single-consumer ring only its worker reads, in order. Each shard
+ * also has its park words: a worker parks on its own WAKE word, so the main thread
+ * wakes exactly the worker a message is for (or, for the shared queue, as many
+ * parked workers as there are messages).
+ *
+ *   shards:  Int32 x SHARD_WORDS x shards  [OWN_TAIL, OWN_HEAD, PARKED, WAKE] each
+ *            Int32 x ownSize x shards      each shard's ring of message slots
+ *
  * HEAD only hints where the oldest waiting message is: a worker that read a stale
  * position may take a later message out of order, which is harmless (a connection
  * puts its replies back in sequence order); a position whose slot is no longer
@@ -40,7 +50,7 @@
 
 export const CTL_TAIL = 0;
 export const CTL_HEAD = 1;
-/** Workers parked in Atomics.wait on TAIL. */
+/** Workers parked (each on its shard's WAKE word). */
 export const CTL_SLEEPERS = 2;
 /** 1: workers finish what they hold and return (shutdown). */
 export const CTL_STOP = 3;
@@ -68,7 +78,9 @@ export const F_PORT = 5;
 export const F_ADDR_INDEX = 6;
 /** Bytes of the connection's PROXY header (proxy-wire.ts) between the address and the frame; 0 without one. */
 export const F_PROXY_LENGTH = 7;
-export const FIELDS = 8;
+/** The shard whose worker alone runs this message, plus one; 0: any worker (the shared queue). */
+export const F_SHARD = 8;
+export const FIELDS = 9;
 /** F_ADDR_INDEX of a message whose address travels inline. */
 export const ADDR_INLINE = 0xffffffff;
 export const ADDR_ENTRIES = 4096;
@@ -87,11 +99,19 @@ export function genOf(state: number): number {
 /** Generations wrap below this (state words are Int32, two bits hold the phase). */
 export const MAX_GEN = 2 ** 29;
 
+const OWN_TAIL = 0;
+const OWN_HEAD = 1;
+const PARKED = 2;
+const WAKE = 3;
+const SHARD_WORDS = 4;
+
 export interface WorkQueueBuffers {
   control: SharedArrayBuffer;
   data: SharedArrayBuffer;
   addresses: SharedArrayBuffer;
   slots: number;
+  /** Worker positions: one own queue and one set of park words each. */
+  shards: number;
 }
 
 /** Typed views over the queue's buffers, the same on both sides. */
@@ -105,10 +125,17 @@ export class WorkQueueView {
   readonly data: Uint8Array;
   readonly addresses: Uint8Array;
   readonly slots: number;
+  readonly shards: number;
+  /** Per shard: [OWN_TAIL, OWN_HEAD, PARKED, WAKE]. */
+  readonly shardWords: Int32Array;
+  /** Per shard, its own ring of message slots (ownSize positions each). */
+  readonly own: Int32Array;
+  readonly ownMask: number;
 
   constructor(b: WorkQueueBuffers) {
     const slots = b.slots;
     const orderLength = orderSize(slots);
+    const ownLength = ownSize(slots);
     let off = 0;
     this.ctl = new Int32Array(b.control, off, CTL_WORDS);
     off += CTL_WORDS * 4;
@@ -121,9 +148,22 @@ export class WorkQueueView {
     off += slots * 8;
     this.order = new Int32Array(b.control, off, orderLength);
     this.orderMask = orderLength - 1;
+    off += orderLength * 4;
+    this.shardWords = new Int32Array(b.control, off, b.shards * SHARD_WORDS);
+    off += b.shards * SHARD_WORDS * 4;
+    this.own = new Int32Array(b.control, off, b.shards * ownLength);
+    this.ownMask = ownLength - 1;
     this.data = new Uint8Array(b.data);
     this.addresses = new Uint8Array(b.addresses);
     this.slots = slots;
+    this.shards = b.shards;
+  }
+
+  /** Messages in shard `shard`'s own queue. */
+  ownDepth(shard: number): number {
+    const w = this.shardWords;
+    const b = shard * SHARD_WORDS;
+    return (Atomics.load(w, b + OWN_TAIL) - Atomics.load(w, b + OWN_HEAD)) | 0;
   }
 
   /** Where slot `slot`'s frame body starts in the data (after its inline address and PROXY header). */
@@ -150,15 +190,44 @@ function orderSize(slots: number): number {
   return n;
 }
 
-/** The buffers for `slots` message slots and `dataBytes` of message data. */
-export function createWorkQueue(slots: number, dataBytes: number): WorkQueueBuffers {
-  const bytes = align8(CTL_WORDS * 4 + slots * 4 + slots * FIELDS * 4) + slots * 8 + orderSize(slots) * 4;
+/** A shard's own queue: a power of two that holds every slot (positions are never stale there). */
+function ownSize(slots: number): number {
+  let n = 1;
+  while (n < slots) n *= 2;
+  return n;
+}
+
+/** The buffers for `slots` message slots, `dataBytes` of message data and `shards` worker positions. */
+export function createWorkQueue(slots: number, dataBytes: number, shards = 1): WorkQueueBuffers {
+  const bytes = align8(CTL_WORDS * 4 + slots * 4 + slots * FIELDS * 4) + slots * 8 + orderSize(slots) * 4 + shards * (SHARD_WORDS + ownSize(slots)) * 4;
   return {
     control: new SharedArrayBuffer(bytes),
     data: new SharedArrayBuffer(dataBytes),
     addresses: new SharedArrayBuffer(ADDR_ENTRIES * ADDR_ENTRY_BYTES),
     slots,
+    shards,
   };
+}
+
+/** Wake the worker of `shard` if it is parked; true if it was. */
+function wakeShard(v: WorkQueueView, shard: number): boolean {
+  const b = shard * SHARD_WORDS;
+  if (Atomics.load(v.shardWords, b + PARKED) === 0) return false;
+  Atomics.add(v.shardWords, b + WAKE, 1);
+  Atomics.notify(v.shardWords, b + WAKE);
+  return true;
+}
+
+/**
+ * Wake every worker, parked or about to park (stop, a control request): each WAKE
+ * word changes, so a worker between its checks and its wait does not sleep either.
+ */
+export function wakeAll(v: WorkQueueView): void {
+  for (let shard = 0; shard < v.shards; shard++) {
+    const b = shard * SHARD_WORDS;
+    Atomics.add(v.shardWords, b + WAKE, 1);
+    Atomics.notify(v.shardWords, b + WAKE);
+  }
 }
 
 /** The main thread's side: append a filled slot, wake a parked worker. */
@@ -173,6 +242,30 @@ export class WorkQueueWriter {
   /** Room for one more queue position? (Else the message waits on the main thread.) */
   get hasRoom(): boolean {
     return this.view.depth < this.view.order.length;
+  }
+
+  /** Room in shard `shard`'s own queue? */
+  hasOwnRoom(shard: number): boolean {
+    return this.view.ownDepth(shard) < this.view.ownMask + 1;
+  }
+
+  /**
+   * Fill slot `slot`'s fields first (F_SHARD = shard + 1); this makes it visible to
+   * shard `shard`'s worker alone, behind that shard's earlier messages.
+   */
+  appendOwn(slot: number, shard: number): void {
+    const v = this.view;
+    const w = v.shardWords;
+    const b = shard * SHARD_WORDS;
+    const t = Atomics.load(w, b + OWN_TAIL);
+    v.own[shard * (v.ownMask + 1) + (t & v.ownMask)] = slot;
+    Atomics.store(v.state, slot, STATE_QUEUED);
+    Atomics.store(w, b + OWN_TAIL, (t + 1) | 0);
+  }
+
+  /** Wake shard `shard`'s worker if it is parked (after appendOwn). */
+  wakeShard(shard: number): void {
+    if (Atomics.load(this.view.ctl, CTL_SLEEPERS) > 0) wakeShard(this.view, shard);
   }
 
   /** Fill slot `slot`'s fields first; this makes it visible to the workers. */
@@ -192,16 +285,48 @@ export class WorkQueueWriter {
 
   /** Wake up to `n` parked workers. */
   wake(n: number): void {
-    Atomics.notify(this.view.ctl, CTL_TAIL, n);
+    const v = this.view;
+    for (let shard = 0; shard < v.shards && n > 0; shard++) if (wakeShard(v, shard)) n--;
   }
 }
 
 /** A worker's side: take the oldest waiting message, park when there is none. */
 export class WorkQueueReader {
   readonly view: WorkQueueView;
+  /** This worker's position: its own queue and park words. */
+  readonly shard: number;
+  readonly #base: number;
+  readonly #ownBase: number;
 
-  constructor(view: WorkQueueView) {
+  constructor(view: WorkQueueView, shard = 0) {
     this.view = view;
+    this.shard = shard;
+    this.#base = shard * SHARD_WORDS;
+    this.#ownBase = shard * (view.ownMask + 1);
+  }
+
+  /** Is a message waiting in this worker's own queue? */
+  get hasOwn(): boolean {
+    const w = this.view.shardWords;
+    return Atomics.load(w, this.#base + OWN_TAIL) !== Atomics.load(w, this.#base + OWN_HEAD);
+  }
+
+  /**
+   * Take the next message of this worker's own queue, in order: its slot, or -1. A
+   * position whose slot is no longer QUEUED for this shard (the main thread failed
+   * it) is skipped.
+   */
+  takeOwn(gen: number): number {
+    const v = this.view;
+    const w = v.shardWords;
+    const running = owned(gen, PHASE_RUNNING);
+    for (;;) {
+      const h = Atomics.load(w, this.#base + OWN_HEAD);
+      if (h === Atomics.load(w, this.#base + OWN_TAIL)) return -1;
+      const slot = v.own[this.#ownBase + (h & v.ownMask)]!;
+      Atomics.store(w, this.#base + OWN_HEAD, (h + 1) | 0);
+      if (v.fields[slot * FIELDS + F_SHARD] === this.shard + 1 && Atomics.compareExchange(v.state, slot, STATE_QUEUED, running) === STATE_QUEUED) return slot;
+    }
   }
 
   /** Take a waiting message for generation `gen`: its slot, or -1 when none waits. */
@@ -218,36 +343,66 @@ export class WorkQueueReader {
     }
   }
 
+  /** Nothing to take: the shared queue is empty and so is our own (when `own`: we may take from it now). */
+  #idle(own: boolean, controlSeen: number): boolean {
+    const ctl = this.view.ctl;
+    return (
+      Atomics.load(ctl, CTL_HEAD) === Atomics.load(ctl, CTL_TAIL) &&
+      (!own || !this.hasOwn) &&
+      Atomics.load(ctl, CTL_STOP) === 0 &&
+      Atomics.load(ctl, CTL_CONTROL) === controlSeen
+    );
+  }
+
+  /**
+   * Announce that we park and check once more; returns the WAKE value to wait on, or
+   * null if there is work after all (then we are not announced). A writer appends
+   * first and reads SLEEPERS/PARKED after; we announce first and read the queues
+   * after: one of the two sees the other, so no wake-up is lost.
+   */
+  #announce(own: boolean, controlSeen: number): number | null {
+    const w = this.view.shardWords;
+    const wake = Atomics.load(w, this.#base + WAKE);
+    if (!this.#idle(own, controlSeen)) return null;
+    Atomics.store(w, this.#base + PARKED, 1);
+    Atomics.add(this.view.ctl, CTL_SLEEPERS, 1);
+    if (this.#idle(own, controlSeen)) return wake;
+    this.#unannounce();
+    return null;
+  }
+
+  /** Wake this worker's own park (from its own event loop: an async message settled). */
+  wakeSelf(): void {
+    Atomics.add(this.view.shardWords, this.#base + WAKE, 1);
+    Atomics.notify(this.view.shardWords, this.#base + WAKE);
+  }
+
+  #unannounce(): void {
+    Atomics.sub(this.view.ctl, CTL_SLEEPERS, 1);
+    Atomics.store(this.view.shardWords, this.#base + PARKED, 0);
+  }
+
   /**
    * Park until a message may be waiting, `stop` or a control request is raised, or
-   * `timeoutMs` passes. Returns at once if the queue is not empty.
+   * `timeoutMs` passes. Returns at once if there is work. `own`: a message in our
+   * own queue counts as work (false while our own queue must wait, see serve.ts).
    */
-  park(timeoutMs: number, controlSeen: number): void {
-    const ctl = this.view.ctl;
-    const t = Atomics.load(ctl, CTL_TAIL);
-    if (Atomics.load(ctl, CTL_HEAD) !== t) return;
-    Atomics.add(ctl, CTL_SLEEPERS, 1);
-    // Checked again after announcing ourselves: a writer that appended before seeing
-    // SLEEPERS > 0 changed TAIL, so the wait below returns at once ('not-equal').
-    if (Atomics.load(ctl, CTL_HEAD) === t && Atomics.load(ctl, CTL_STOP) === 0 && Atomics.load(ctl, CTL_CONTROL) === controlSeen) {
-      Atomics.wait(ctl, CTL_TAIL, t, timeoutMs);
-    }
-    Atomics.sub(ctl, CTL_SLEEPERS, 1);
+  park(timeoutMs: number, controlSeen: number, own = true): void {
+    const wake = this.#announce(own, controlSeen);
+    if (wake === null) return;
+    Atomics.wait(this.view.shardWords, this.#base + WAKE, wake, timeoutMs);
+    this.#unannounce();
   }
 
   /** Like park(), without blocking the thread: the event loop runs while it waits. */
-  async parkAsync(timeoutMs: number, controlSeen: number): Promise<void> {
-    const ctl = this.view.ctl;
-    const t = Atomics.load(ctl, CTL_TAIL);
-    if (Atomics.load(ctl, CTL_HEAD) !== t) return;
-    Atomics.add(ctl, CTL_SLEEPERS, 1);
+  async parkAsync(timeoutMs: number, controlSeen: number, own = true): Promise<void> {
+    const wake = this.#announce(own, controlSeen);
+    if (wake === null) return;
     try {
-      if (Atomics.load(ctl, CTL_HEAD) === t && Atomics.load(ctl, CTL_STOP) === 0 && Atomics.load(ctl, CTL_CONTROL) === controlSeen) {
-        const w = Atomics.waitAsync(ctl, CTL_TAIL, t, timeoutMs);
-        if (w.async) await w.value;
-      }
+      const w = Atomics.waitAsync(this.view.shardWords, this.#base + WAKE, wake, timeoutMs);
+      if (w.async) await w.value;
     } finally {
-      Atomics.sub(ctl, CTL_SLEEPERS, 1);
+      this.#unannounce();
     }
   }
 }

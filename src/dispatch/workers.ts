@@ -19,8 +19,8 @@ import { waitAtMost } from '../wait.js';
 import { WORKER_CELL_BYTES, W_CURRENT, W_STARTED, W_THREAD } from './protocol.js';
 import type { ControlMessage, ControlRequest, ServeResult, ServeTask, WorkerNotice, WorkerSpec } from './protocol.js';
 import { ReplyReader, createReplyRing } from './reply-ring.js';
-import { CTL_CONTROL, CTL_STOP, CTL_TAIL, MAX_GEN } from './work-queue.js';
-import type { WorkQueueBuffers } from './work-queue.js';
+import { CTL_CONTROL, CTL_STOP, MAX_GEN, wakeAll } from './work-queue.js';
+import type { WorkQueueBuffers, WorkQueueView } from './work-queue.js';
 
 const WORKER_FILE = fileURLToPath(new URL('../../workers/worker.js', import.meta.url));
 
@@ -76,6 +76,7 @@ export class WorkerSet {
   readonly #o: WorkerOptions;
   readonly #spec: WorkerSpec;
   readonly #queue: WorkQueueBuffers;
+  readonly #view: WorkQueueView;
   readonly #ctl: Int32Array;
   readonly #events: WorkerEvents;
   #pool: Piscina | null = null;
@@ -90,11 +91,12 @@ export class WorkerSet {
   readonly #answers = new Map<number, (n: Extract<WorkerNotice, { type: 'answer' }>) => void>();
   #readyWaiters: (() => void)[] = [];
 
-  constructor(options: WorkerOptions, spec: WorkerSpec, queue: WorkQueueBuffers, ctl: Int32Array, events: WorkerEvents) {
+  constructor(options: WorkerOptions, spec: WorkerSpec, queue: WorkQueueBuffers, view: WorkQueueView, events: WorkerEvents) {
     this.#o = options;
     this.#spec = spec;
     this.#queue = queue;
-    this.#ctl = ctl;
+    this.#view = view;
+    this.#ctl = view.ctl;
     this.#events = events;
     this.#serving = new Array(options.workers).fill(null);
   }
@@ -189,7 +191,7 @@ export class WorkerSet {
     s.cell[W_THREAD] = -1;
     control.port1.on('message', (n: WorkerNotice) => this.#onNotice(s, n));
     control.port1.unref();
-    const task: ServeTask = { kind: 'serve', gen, queue: this.#queue, ring, cell, overflow: overflow.port2, control: control.port2 };
+    const task: ServeTask = { kind: 'serve', gen, shard: index, queue: this.#queue, ring, cell, overflow: overflow.port2, control: control.port2 };
     this.#serving[index] = s;
     s.done = this.#pool!.run(task, { transferList: [overflow.port2, control.port2] as never, signal: abort?.signal ?? null }).then(
       (r: ServeResult) => this.#onServeEnd(s, r),
@@ -268,7 +270,7 @@ export class WorkerSet {
     const message: ControlMessage = { id, request };
     s.control.postMessage(message);
     Atomics.add(this.#ctl, CTL_CONTROL, 1);
-    Atomics.notify(this.#ctl, CTL_TAIL); // a parked worker wakes and reads its port
+    wakeAll(this.#view); // a parked worker wakes and reads its port
     let answer: Extract<WorkerNotice, { type: 'answer' }> | undefined;
     await waitAtMost(
       answered.then((a) => (answer = a)),
@@ -285,7 +287,7 @@ export class WorkerSet {
     this.#closing = true;
     if (this.#watchdog) clearInterval(this.#watchdog);
     Atomics.store(this.#ctl, CTL_STOP, 1);
-    Atomics.notify(this.#ctl, CTL_TAIL);
+    wakeAll(this.#view);
     await waitAtMost(Promise.all(this.#serving.map((s) => s?.done)), timeoutMs);
   }
 

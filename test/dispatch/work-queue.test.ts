@@ -1,8 +1,19 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { CTL_STOP, CTL_TAIL, STATE_FREE, WorkQueueReader, WorkQueueView, WorkQueueWriter, createWorkQueue, genOf, owned, PHASE_RUNNING } from '../../dist/src/dispatch/work-queue.js';
+import { CTL_STOP, FIELDS, F_SHARD, STATE_FREE, WorkQueueReader, WorkQueueView, WorkQueueWriter, createWorkQueue, genOf, owned, PHASE_RUNNING, wakeAll } from '../../dist/src/dispatch/work-queue.js';
 import { FIXTURES } from '../helpers/server.js';
+
+/** Free the slots the takers gave back (done[s] = 1), as the pool does when a reply is in. */
+function recycle(v: WorkQueueView, done: Int32Array, free: number[]): void {
+  for (let s = 0; s < done.length; s++) {
+    if (Atomics.load(done, s) === 1) {
+      Atomics.store(done, s, 0);
+      Atomics.store(v.state, s, STATE_FREE);
+      free.push(s);
+    }
+  }
+}
 
 describe('work queue', () => {
   it('one thread: takes in queue order, owner and phase in the slot state, empty is -1', () => {
@@ -36,21 +47,14 @@ describe('work queue', () => {
     const v = new WorkQueueView(b);
     const w = new WorkQueueWriter(v);
     const done = new Int32Array(new SharedArrayBuffer(slots * 4));
-    const workers = [1, 2].map((gen) => new Worker(`${FIXTURES}queue-taker.js`, { workerData: { queue: b, gen, done } }));
+    const workers = [1, 2].map((gen) => new Worker(`${FIXTURES}queue-taker.js`, { workerData: { queue: b, gen, shard: 0, done } }));
     const results = workers.map((t) => once(t, 'message'));
     const free: number[] = Array.from({ length: slots }, (_, i) => i);
     const total = 50_000;
     let appended = 0;
     const order: number[] = [];
     while (appended < total) {
-      // Recycle the slots the takers gave back, as the pool does.
-      for (let s = 0; s < slots; s++) {
-        if (Atomics.load(done, s) === 1) {
-          Atomics.store(done, s, 0);
-          Atomics.store(v.state, s, STATE_FREE);
-          free.push(s);
-        }
-      }
+      recycle(v, done, free);
       while (free.length > 0 && appended < total && w.hasRoom) {
         const s = free.pop()!;
         w.append(s);
@@ -63,8 +67,8 @@ describe('work queue', () => {
     // Let them finish what is queued, then stop.
     while (v.depth > 0) await new Promise((r) => setImmediate(r));
     Atomics.store(v.ctl, CTL_STOP, 1);
-    Atomics.notify(v.ctl, CTL_TAIL);
-    const [a, c] = (await Promise.all(results)).map(([m]) => m as number[]);
+    wakeAll(v);
+    const [a, c] = (await Promise.all(results)).map(([m]) => (m as { taken: number[] }).taken);
     expect(a!.length + c!.length).toBe(total);
     // Exactly once: per slot, the times it was taken equal the times it was queued.
     const queued = new Map<number, number>();
@@ -72,6 +76,66 @@ describe('work queue', () => {
     const took = new Map<number, number>();
     for (const s of [...a!, ...c!]) took.set(s, (took.get(s) ?? 0) + 1);
     expect(took).toEqual(queued);
+    await Promise.all(workers.map((t) => t.terminate()));
+  });
+
+  it("a shard's own queue: only its reader takes those messages, in order, ahead of the shared queue", () => {
+    const b = createWorkQueue(8, 1024, 2);
+    const v = new WorkQueueView(b);
+    const w = new WorkQueueWriter(v);
+    const r0 = new WorkQueueReader(new WorkQueueView(b), 0);
+    const r1 = new WorkQueueReader(new WorkQueueView(b), 1);
+    for (const s of [4, 2, 6]) {
+      v.fields[s * FIELDS + F_SHARD] = 2; // shard 1, plus one
+      w.appendOwn(s, 1);
+    }
+    w.append(0);
+    expect(r0.hasOwn).toBe(false);
+    expect(r0.takeOwn(1)).toBe(-1);
+    expect(r1.hasOwn).toBe(true);
+    expect([r1.takeOwn(2), r1.takeOwn(2), r1.takeOwn(2), r1.takeOwn(2)]).toEqual([4, 2, 6, -1]);
+    expect(r0.take(1)).toBe(0);
+    expect(v.ownDepth(1)).toBe(0);
+  });
+
+  it('two real threads with own queues: each takes exactly its own messages, in the order appended, plus a share of the shared ones', async () => {
+    const slots = 256;
+    const b = createWorkQueue(slots, 1024, 2);
+    const v = new WorkQueueView(b);
+    const w = new WorkQueueWriter(v);
+    const done = new Int32Array(new SharedArrayBuffer(slots * 4));
+    const workers = [0, 1].map((shard) => new Worker(`${FIXTURES}queue-taker.js`, { workerData: { queue: b, gen: shard + 1, shard, done } }));
+    const results = workers.map((t) => once(t, 'message'));
+    const free: number[] = Array.from({ length: slots }, (_, i) => i);
+    const total = 30_000;
+    const ownOrder: number[][] = [[], []];
+    let appended = 0;
+    while (appended < total) {
+      recycle(v, done, free);
+      while (free.length > 0 && appended < total && w.hasRoom) {
+        const s = free.pop()!;
+        const shard = appended % 3; // 0 and 1: that shard's own queue; 2: the shared queue
+        if (shard < 2) {
+          v.fields[s * FIELDS + F_SHARD] = shard + 1;
+          w.appendOwn(s, shard);
+          w.wakeShard(shard);
+          ownOrder[shard]!.push(s);
+        } else {
+          v.fields[s * FIELDS + F_SHARD] = 0;
+          w.append(s);
+          if (w.sleepers > 0) w.wake(1);
+        }
+        appended++;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    while (v.depth > 0 || v.ownDepth(0) > 0 || v.ownDepth(1) > 0) await new Promise((r) => setImmediate(r));
+    Atomics.store(v.ctl, CTL_STOP, 1);
+    wakeAll(v);
+    const got = (await Promise.all(results)).map(([m]) => m as { taken: number[]; own: number[] });
+    expect(got[0]!.own).toEqual(ownOrder[0]);
+    expect(got[1]!.own).toEqual(ownOrder[1]);
+    expect(got[0]!.taken.length + got[1]!.taken.length).toBe(total);
     await Promise.all(workers.map((t) => t.terminate()));
   });
 });
