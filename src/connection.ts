@@ -6,6 +6,7 @@ import type { Framing } from './framing/types.js';
 import type { Dispatcher, DispatchTarget } from './dispatch/types.js';
 import type { Peer } from './edge/admission.js';
 import type { ProxyHeader } from './edge/proxy-protocol.js';
+import { CLOCK_EPOCH, clockMs } from './clock.js';
 import { childLogger } from './options.js';
 import type { Logger } from './options.js';
 
@@ -30,6 +31,19 @@ const PAUSE_IN_FLIGHT = 1; // maxInFlightPerConnection frames are being processe
 const PAUSE_SEND_QUEUE = 2; // the send queue is above the high water mark
 const PAUSE_POOL = 4; // the dispatcher's queue to the pool is full
 const PAUSE_DRAIN = 8; // draining or closing: never read again (but frames already buffered are served)
+
+/**
+ * How replies are written (#writeMode). A reply written while a lone frame is being
+ * cut goes out at once (DIRECT: no cork, no tick, no buffered-write entry); while a
+ * chunk with several frames is cut, the socket is corked and their replies (inline
+ * handlers) leave in one write at the end of the cut (CUT); a reply from elsewhere (the
+ * pool, an async handler) corks until the next tick, so the replies delivered together
+ * leave together (TICK).
+ */
+const WRITE_IDLE = 0;
+const WRITE_DIRECT = 1;
+const WRITE_CUT = 2;
+const WRITE_TICK = 3;
 
 /** How long a closing connection waits for the peer's FIN before it is destroyed. */
 const LINGER_MS = 2_000;
@@ -88,7 +102,12 @@ export class Connection implements DispatchTarget {
   readonly id: number;
 
   lane: unknown = null;
-  readonly counters: ConnectionCounters = { framesIn: 0, bytesIn: 0, repliesOut: 0, bytesOut: 0, lateReplies: 0 };
+  // Counted in fields of their own, not an object: 40 B less per connection.
+  #framesIn = 0;
+  #bytesIn = 0;
+  #repliesOut = 0;
+  #bytesOut = 0;
+  #lateReplies = 0;
 
   readonly #socket: Socket;
   /** The client a PROXY header named, or null: the socket's own peer. */
@@ -101,7 +120,8 @@ export class Connection implements DispatchTarget {
   #childLogger: Logger | null = null;
 
   #state: ConnState = 'active';
-  #stateSince = Date.now();
+  /** Timestamps in clockMs() (clock.ts: small integers, no heap number each). */
+  #stateSince = clockMs();
   readonly #bornAt = this.#stateSince;
   #paused = 0;
   #socketPaused = false;
@@ -110,7 +130,7 @@ export class Connection implements DispatchTarget {
   #nextWrite = 0;
   /** Replies that finished before an earlier message: seq -> [count, bytes, close]. Bounded by maxInFlight. */
   #reorder: Map<number, { count: number; bytes: Uint8Array | null; close: boolean }> | null = null;
-  #corked = false;
+  #writeMode = WRITE_IDLE;
   #readEnded = false;
   /** Stop cutting frames after this error (a bad frame, the close policy). */
   #failed: ShoalError | null = null;
@@ -118,7 +138,7 @@ export class Connection implements DispatchTarget {
   #readerDry = true;
   /** Set on any traffic; the coarse tick turns it into #lastActive (no Date.now() per frame). */
   #sawActivity = false;
-  #lastActive = Date.now();
+  #lastActive = this.#stateSince;
   #aboveHighSince = 0;
   /** When max age sends this connection away (0 = never), and when its grace ends (0 = not yet going). */
   #expiresAt = 0;
@@ -203,8 +223,14 @@ export class Connection implements DispatchTarget {
   get state(): ConnState {
     return this.#state;
   }
+  /** When the connection entered its state (Date.now() time). */
   get stateSince(): number {
-    return this.#stateSince;
+    return CLOCK_EPOCH + this.#stateSince;
+  }
+
+  /** Traffic counted on this connection so far (a snapshot). */
+  get counters(): ConnectionCounters {
+    return { framesIn: this.#framesIn, bytesIn: this.#bytesIn, repliesOut: this.#repliesOut, bytesOut: this.#bytesOut, lateReplies: this.#lateReplies };
   }
   /** Frames read and not yet answered. */
   get inFlight(): number {
@@ -226,14 +252,14 @@ export class Connection implements DispatchTarget {
   #setState(next: ConnState): void {
     if (this.#state === next || this.#state === 'closed') return;
     this.#state = next;
-    this.#stateSince = Date.now();
+    this.#stateSince = clockMs();
   }
 
   // ---- read side -------------------------------------------------------------
 
   #onData(chunk: Buffer): void {
     if (this.#state === 'closing') return; // lingering close: discard
-    this.counters.bytesIn += chunk.length;
+    this.#bytesIn += chunk.length;
     this.#sawActivity = true;
     this.#readerDry = false;
     this.#reader.push(chunk);
@@ -244,6 +270,8 @@ export class Connection implements DispatchTarget {
   #pump(): void {
     const reader = this.#reader;
     const max = this.#limits.maxInFlight;
+    const outer = this.#writeMode === WRITE_IDLE;
+    if (outer) this.#writeMode = WRITE_DIRECT;
     while ((this.#paused & ~PAUSE_DRAIN) === 0 && this.#failed === null && this.#state !== 'closed') {
       let frame: Buffer | null;
       try {
@@ -256,13 +284,22 @@ export class Connection implements DispatchTarget {
         this.#readerDry = true;
         break;
       }
+      if (this.#writeMode === WRITE_DIRECT && reader.buffered > 0) {
+        // More frames follow in what was read: their replies leave in one write (below).
+        this.#writeMode = WRITE_CUT;
+        this.#socket.cork();
+      }
       const seq = this.#nextSeq++;
-      this.counters.framesIn++;
+      this.#framesIn++;
       this.#dispatcher.submit(this, seq, frame);
       if (this.#nextSeq - this.#nextWrite >= max && (this.#paused & PAUSE_IN_FLIGHT) === 0) {
         this.#pause(PAUSE_IN_FLIGHT);
         this.#hooks.onBudget(this, 'maxInFlightPerConnection');
       }
+    }
+    if (outer) {
+      if (this.#writeMode === WRITE_CUT) this.#socket.uncork();
+      if (this.#writeMode !== WRITE_TICK) this.#writeMode = WRITE_IDLE;
     }
     this.#maybeFinish();
   }
@@ -344,7 +381,7 @@ export class Connection implements DispatchTarget {
   /** Write the replies of the next `count` messages in order. */
   #release(count: number, bytes: Uint8Array | null, close: boolean): void {
     this.#nextWrite += count;
-    this.counters.repliesOut += count;
+    this.#repliesOut += count;
     if (bytes !== null && bytes.length > 0) this.#write(bytes);
     if (close) {
       // The 'close' error policy: what precedes is written, then we close.
@@ -355,19 +392,20 @@ export class Connection implements DispatchTarget {
 
   #write(bytes: Uint8Array): void {
     const socket = this.#socket;
-    if (!this.#corked) {
+    if (this.#writeMode === WRITE_IDLE) {
       // Every reply written in this tick leaves in one writev.
-      this.#corked = true;
+      this.#writeMode = WRITE_TICK;
       socket.cork();
       process.nextTick(Connection.#uncorkTick, this);
     }
-    this.counters.bytesOut += bytes.length;
+    this.#bytesOut += bytes.length;
     socket.write(bytes);
   }
 
+  /** The tick's flush (WRITE_TICK), or any cork before the FIN. */
   #uncork(): void {
-    this.#corked = false;
-    this.#socket.uncork();
+    if (this.#writeMode === WRITE_TICK || this.#writeMode === WRITE_CUT) this.#socket.uncork();
+    this.#writeMode = WRITE_IDLE;
   }
 
   #afterWrite(): void {
@@ -375,7 +413,7 @@ export class Connection implements DispatchTarget {
     const limits = this.#limits;
     if (this.#socket.writableLength > limits.sendHighWater) {
       if ((this.#paused & PAUSE_SEND_QUEUE) === 0) {
-        this.#aboveHighSince = Date.now();
+        this.#aboveHighSince = clockMs();
         this.#pause(PAUSE_SEND_QUEUE);
         this.#socket.once('drain', Connection.#drainListener);
         this.#hooks.onBudget(this, 'sendHighWater');
@@ -415,7 +453,7 @@ export class Connection implements DispatchTarget {
     this.#setState('closing');
     this.#dropHeld();
     const socket = this.#socket;
-    if (this.#corked) this.#uncork();
+    this.#uncork();
     socket.end();
     if (this.#readEnded) return; // both sides done: the socket closes by itself
     // Keep reading (and discarding) so the peer's late bytes do not turn our close into a RST.
@@ -479,6 +517,7 @@ export class Connection implements DispatchTarget {
   }
 
   /** Budget timers, driven by the server's one coarse tick (no timer per connection). */
+  /** `now`: clockMs() (clock.ts). */
   tick(now: number): void {
     const l = this.#limits;
     if (this.#state === 'closed') return;
@@ -533,7 +572,7 @@ export class Connection implements DispatchTarget {
   #onSocketClose(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
-    this.#stateSince = Date.now();
+    this.#stateSince = clockMs();
     this.#dropHeld();
     this.#hooks.onClose(this, this.#closeError);
   }
@@ -548,7 +587,7 @@ export class Connection implements DispatchTarget {
 
   /** Count replies nobody will read; the server hears of them even after onClose. */
   #late(count: number): void {
-    this.counters.lateReplies += count;
+    this.#lateReplies += count;
     this.#hooks.onLateReplies(this, count);
   }
 }

@@ -2,6 +2,7 @@ import { EventEmitter, once } from 'node:events';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { clockMs } from './clock.js';
 import { AdminServer } from './admin/server.js';
 import { createSharedMetrics } from './admin/shared.js';
 import { Connection } from './connection.js';
@@ -378,7 +379,7 @@ export class ShoalServer extends EventEmitter {
     if (this.#trusted !== null) {
       const pp = o.proxyProtocol!;
       const trusted = this.#trusted.has(socket.remoteAddress ?? '');
-      this.#admissions.set(socket, new ProxyAdmission(socket, trusted, pp.mode, Date.now() + pp.headerTimeout, this.#admissionHooks));
+      this.#admissions.set(socket, new ProxyAdmission(socket, trusted, pp.mode, clockMs() + pp.headerTimeout, this.#admissionHooks));
       return;
     }
     this.#afterProxy(socket, null);
@@ -517,7 +518,7 @@ export class ShoalServer extends EventEmitter {
   }
 
   readonly #onTick = (): void => {
-    const now = Date.now();
+    const now = clockMs();
     for (const c of this.#connections) c.tick(now);
     for (const a of this.#admissions.values()) a.tick(now);
   };

@@ -88,7 +88,7 @@ export class ProxyAdmission {
     }
   };
 
-  /** The coarse tick: past the deadline a trusted peer is cut; an untrusted one is served as it is. */
+  /** The coarse tick (`now`: clockMs(), src/clock.ts): past the deadline a trusted peer is cut; an untrusted one is served as it is. */
   tick(now: number): void {
     if (this.#settled || now < this.#deadline) return;
     if (this.#trusted) {

@@ -29,10 +29,13 @@ export interface FrameEncoder {
   encodeInto(body: Uint8Array, out: Uint8Array, offset: number): number;
 }
 
-/** A framing: how to make a decoder (one per connection, it holds state) and the shared encoder. */
+/** A framing: how to make a decoder (one per connection when it holds state) and the shared encoder. */
 export interface Framing {
   readonly name: string;
-  /** A fresh decoder for one connection (decoders keep per-stream state). */
+  /**
+   * The decoder for one connection: a fresh one when decoders keep per-stream state; a
+   * stateless one may be shared (its consumed/needed are read right after each decode()).
+   */
   createDecoder(): FrameDecoder;
   readonly encoder: FrameEncoder;
 }
