@@ -113,6 +113,7 @@ export class Connection implements DispatchTarget {
   /** The client a PROXY header named, or null: the socket's own peer. */
   readonly #peer: Peer | null;
   readonly #reader: FrameReader;
+  readonly #errorReply: Framing['errorReply'];
   readonly #dispatcher: Dispatcher;
   readonly #limits: ConnectionLimits;
   readonly #hooks: ConnectionHooks;
@@ -160,6 +161,7 @@ export class Connection implements DispatchTarget {
     this.#peer = peer;
     void socket.remoteAddress; // caches the peer address on the socket (see remoteAddress)
     this.#reader = new FrameReader(framing.createDecoder());
+    this.#errorReply = framing.errorReply;
     this.#dispatcher = dispatcher;
     this.#limits = limits;
     this.#hooks = hooks;
@@ -310,6 +312,12 @@ export class Connection implements DispatchTarget {
     this.#closeError = e;
     if (e.code === 'SHOAL_FRAME_TOO_LARGE') this.#hooks.onBudget(this, 'maxFrame');
     this.#hooks.onError(this, e);
+    // A protocol with its own error replies (RESP's -ERR Protocol error) tells the peer why,
+    // in order after the replies already due, as the reply of one more message.
+    const reply = this.#errorReply?.(e.toJSON());
+    if (reply !== undefined) {
+      this.deliver(this.#nextSeq++, 1, reply, false);
+    }
     // Answer what is already in flight, then close: a bad frame ends this connection only.
     this.#stopReading();
   }

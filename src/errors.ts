@@ -85,6 +85,17 @@ export class FrameInvalidError extends ShoalError {
   }
 }
 
+/**
+ * A RESP (Redis protocol) violation: SHOAL_FRAME_INVALID for bytes that cannot be a
+ * command, SHOAL_FRAME_TOO_LARGE for a count or length over its limit. The message is
+ * Redis's ("Protocol error: invalid bulk length"), so it can be sent to the peer as is.
+ */
+export class RespProtocolError extends ShoalError {
+  constructor(code: 'SHOAL_FRAME_INVALID' | 'SHOAL_FRAME_TOO_LARGE', message: string) {
+    super(code, `Protocol error: ${message}`);
+  }
+}
+
 /** SHOAL_HANDLER_LOAD_FAILED: the handler module did not load (listen() or reload() rejects with it). */
 export class HandlerLoadError extends ShoalError {
   constructor(message: string, cause?: unknown) {

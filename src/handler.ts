@@ -8,6 +8,7 @@
  */
 import type { SerializedError } from './errors.js';
 import type { Codec } from './options.js';
+import type { RespValue } from './resp.js';
 import type { HandlerContext } from '../workers/runtime.js';
 
 export type { Handler, HandlerContext } from '../workers/runtime.js';
@@ -20,16 +21,23 @@ export interface CodecMessage {
   utf8: string;
   /** The body parsed as JSON. */
   json: unknown;
+  /** A Redis command's arguments (RESP framing): views of the frame, valid until the handler returns (copy what you keep). */
+  resp: Buffer[];
 }
 
 /**
  * One reply: bytes, a string, or under the json codec any JSON value. `null` or
  * `undefined` send none.
  */
-export type ReplyValue<C extends Codec = Codec> = C extends 'json' ? unknown : Uint8Array | string | null | undefined;
+export type ReplyValue<C extends Codec = Codec> = C extends 'json' ? unknown : C extends 'resp' ? RespValue | undefined : Uint8Array | string | null | undefined;
 
-/** What a handler returns: one reply, an array of replies (one frame each, in order), or a Promise of either. */
-export type HandlerResult<C extends Codec = Codec> = ReplyValue<C> | ReplyValue<C>[] | Promise<ReplyValue<C> | ReplyValue<C>[]>;
+/**
+ * What a handler returns: one reply, an array of replies (one frame each, in order), or a
+ * Promise of either. Under the `resp` codec one RESP value (an array is a RESP array reply).
+ */
+export type HandlerResult<C extends Codec = Codec> = C extends 'resp'
+  ? ReplyValue<C> | Promise<ReplyValue<C>>
+  : ReplyValue<C> | ReplyValue<C>[] | Promise<ReplyValue<C> | ReplyValue<C>[]>;
 
 /**
  * A handler for one codec; `M` narrows the message (e.g. a JSON request type).

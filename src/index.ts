@@ -23,7 +23,14 @@ export {
   FixedLengthEncoder,
   RawDecoder,
   RawEncoder,
+  RespDecoder,
+  RespEncoder,
+  RESP_DEFAULTS,
+  parseCommand,
+  commandIs,
 } from './framing/index.js';
+export { resp, encodeResp } from './resp.js';
+export type { RespValue, RespReply } from './resp.js';
 export type * from './framing/types.js';
 export type {
   HandlerContext,

@@ -129,7 +129,10 @@ export const OPTIONS = {
     default: availableParallelism(),
     defaultText: `available parallelism, ${availableParallelism()} here`,
   },
-  codec: { kind: 'choice', group: 'server', arg: '<raw|utf8|json>', help: 'what handlers see and return', choices: ['raw', 'utf8', 'json'], default: 'raw' },
+  codec: {
+    kind: 'choice', group: 'server', arg: '<raw|utf8|json|resp>', help: "what handlers see and return; a module's `codec` export sets it too",
+    choices: ['raw', 'utf8', 'json', 'resp'], default: 'raw',
+  },
   routing: {
     kind: 'custom', group: 'server', help: 'route by a message id to the module routes',
     subFlags: [{ flag: 'routing', arg: '<2|4>', help: "route by a 2- or 4-byte message id to the module's routes" }],
@@ -143,7 +146,7 @@ export const OPTIONS = {
   framing: {
     kind: 'custom', group: 'framing', help: 'how bytes are cut into frames',
     subFlags: [
-      { flag: 'framing', arg: '<type>', help: 'length | line | delimiter | fixed | raw', defaultText: 'length' },
+      { flag: 'framing', arg: '<type>', help: 'length | line | delimiter | fixed | raw | resp', defaultText: 'length' },
       { flag: 'length-field-offset', arg: '<n>', help: 'length: bytes before the length field', defaultText: String(LENGTH.lengthFieldOffset) },
       { flag: 'length-field-length', arg: '<n>', help: 'length: 1, 2, 3, 4 or 8', defaultText: String(LENGTH.lengthFieldLength) },
       { flag: 'byte-order', arg: '<be|le>', help: 'length: byte order of the field', defaultText: LENGTH.byteOrder },

@@ -82,6 +82,8 @@ export type ServerOptions = {
 /** The options after validation and defaults (server.options). */
 export type ResolvedOptions = PlainValues & {
   handlerUrl: string;
+  /** `codec` was given (not defaulted): the handler module's `codec` export must then agree with it. */
+  codecGiven: boolean;
   framing: Framing;
   /** Plain framing options when built in (workers then encode replies themselves), else null. */
   framingSpec: BuiltinFramingOptions | null;
@@ -272,6 +274,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   const resolved: ResolvedOptions = {
     ...p,
     handlerUrl: resolveHandlerUrl(o.handler),
+    codecGiven: given.codec !== undefined,
     framing,
     framingSpec,
     routing: resolveRouting(o.routing),

@@ -13,13 +13,18 @@ import type { Codec, ErrorPolicy } from '../src/options.js';
 import type { ProxyHeader } from '../src/edge/proxy-protocol.js';
 import { proxyFromBytes } from '../src/edge/proxy-wire.js';
 import type { AffinityKeyFn } from '../src/dispatch/affinity.js';
+import { respErrorLine } from '../src/framing/resp.js';
+import { OPTIONS } from '../src/option-table.js';
 
 export type { ErrorPolicy };
 
 /** Plain data describing the runtime; sent to workers as workerData. */
 export interface RuntimeSpec {
   handlerUrl: string;
+  /** The codec option; the module's `codec` export replaces it unless `codecGiven`. */
   codec: Codec;
+  /** The codec was set explicitly (createServer's `codec`, --codec): a module export must agree. */
+  codecGiven?: boolean;
   routing: { idBytes: 2 | 4 } | null;
   onHandlerError: ErrorPolicy;
 }
@@ -52,6 +57,8 @@ interface HandlerModule {
   errorReply: ((error: SerializedError, ctx: HandlerContext) => unknown) | null;
   /** Keyed affinity (src/dispatch/affinity.ts): run on the main thread, with the frame as cut. */
   affinityKey: AffinityKeyFn | null;
+  /** The module's `codec` export: a module written for one codec says which (e.g. 'resp'). */
+  codec: Codec | null;
 }
 
 /** Normalized replies: null (none), one body, or several in order. */
@@ -181,9 +188,14 @@ async function loadModule(url: string): Promise<HandlerModule> {
   if (!handler && !routes) {
     throw new HandlerLoadError(`handler module ${url} exports no handler: export a default function, 'handler' or 'routes'`);
   }
+  const codec = pick(mod, 'codec') ?? null;
+  if (codec !== null && !(OPTIONS.codec.choices as readonly unknown[]).includes(codec)) {
+    throw new HandlerLoadError(`the codec exported by ${url} must be one of ${OPTIONS.codec.choices.join(', ')} (got ${JSON.stringify(codec)})`);
+  }
   return {
     handler,
     routes,
+    codec: codec as Codec | null,
     setup: asFunction(pick(mod, 'setup'), 'setup', url),
     teardown: asFunction(pick(mod, 'teardown'), 'teardown', url),
     errorReply: asFunction(pick(mod, 'errorReply'), 'errorReply', url),
@@ -216,6 +228,10 @@ export class HandlerRuntime {
   /** Load the module and run its setup(); throws HandlerLoadError. */
   static async load(spec: RuntimeSpec, threadId: number): Promise<HandlerRuntime> {
     const mod = await loadModule(spec.handlerUrl);
+    spec = { ...spec, codec: effectiveCodec(spec, mod.codec) };
+    if (spec.routing && spec.codec === 'resp') {
+      throw new HandlerLoadError(`routing cannot be used with the 'resp' codec (${spec.handlerUrl}): a RESP reply has no room for a route id`);
+    }
     if (spec.routing && !mod.routes) {
       throw new HandlerLoadError(`routing is on but ${spec.handlerUrl} exports no 'routes'`);
     }
@@ -276,9 +292,9 @@ export class HandlerRuntime {
     let replies: Replies;
     try {
       const custom = this.#mod.errorReply ? this.#mod.errorReply(error, ctx) : undefined;
-      replies = custom === undefined ? defaultErrorReply(error) : this.#pack(custom, ctx.routeId);
+      replies = custom === undefined ? defaultErrorReply(error, this.spec.codec) : this.#pack(custom, ctx.routeId);
     } catch {
-      replies = defaultErrorReply(error);
+      replies = defaultErrorReply(error, this.spec.codec);
     }
     return { close: false, replies, error };
   }
@@ -297,6 +313,8 @@ export class HandlerRuntime {
   }
 
   #pack(result: unknown, routeId: number | undefined): Replies {
+    // A RESP value is one reply whatever its shape: null is the null bulk, an array a RESP array.
+    if (this.spec.codec === 'resp') return result === undefined ? null : encodeReply(result, 'resp');
     if (result === null || result === undefined) return null;
     if (Array.isArray(result)) {
       const out: Uint8Array[] = [];
@@ -321,7 +339,20 @@ export class HandlerRuntime {
   }
 }
 
-/** The error frame body when the module has no errorReply(): {"error":{"code","message"}}. */
-export function defaultErrorReply(error: SerializedError): Uint8Array {
+/**
+ * The error frame body when the module has no errorReply(): {"error":{"code","message"}},
+ * or under the `resp` codec a RESP error, `-ERR <message>`.
+ */
+export function defaultErrorReply(error: SerializedError, codec: Codec = 'raw'): Uint8Array {
+  if (codec === 'resp') return respErrorLine(error.message);
   return Buffer.from(JSON.stringify({ error: { code: error.code, message: error.message } }));
+}
+
+/** The codec a module runs under: the option when given explicitly (a differing export is an error), else the export, else the option's default. */
+function effectiveCodec(spec: RuntimeSpec, exported: Codec | null): Codec {
+  if (exported === null) return spec.codec;
+  if (spec.codecGiven === true && exported !== spec.codec) {
+    throw new HandlerLoadError(`${spec.handlerUrl} exports codec '${exported}' but the server's codec option is '${spec.codec}': drop one of them`);
+  }
+  return exported;
 }

@@ -148,7 +148,7 @@ const FRAMING_FLAGS: Record<string, BuiltinFramingOptions['type']> = {
 
 function framingFromFlags(v: Values): BuiltinFramingOptions {
   const s = (flag: string): string | undefined => v[flag] as string | undefined;
-  const type = parseChoice('framing', s('framing') ?? 'length', ['length', 'line', 'delimiter', 'fixed', 'raw'] as const);
+  const type = parseChoice('framing', s('framing') ?? 'length', ['length', 'line', 'delimiter', 'fixed', 'raw', 'resp'] as const);
   for (const [flag, only] of Object.entries(FRAMING_FLAGS)) {
     if (s(flag) !== undefined && only !== type) throw new InvalidOptionError(`--${flag} applies to --framing ${only} only (got --framing ${type})`);
   }
@@ -172,6 +172,7 @@ function framingFromFlags(v: Values): BuiltinFramingOptions {
       if (!s('frame-length')) throw new InvalidOptionError('--framing fixed needs --frame-length <n>');
       return { type, frameLength: parseInteger('frame-length', s('frame-length')!, 1) };
     case 'raw':
+    case 'resp':
       return { type };
   }
 }

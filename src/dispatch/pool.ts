@@ -602,7 +602,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     let errorFrame: Buffer | null = null;
     if (policy === 'error-frame') {
       try {
-        errorFrame = frameReplies(this.#framing, defaultErrorReply(error));
+        const own = this.#framing.errorReply?.(error);
+        errorFrame = own !== undefined ? Buffer.from(own.buffer, own.byteOffset, own.byteLength) : frameReplies(this.#framing, defaultErrorReply(error));
       } catch {
         errorFrame = null;
       }

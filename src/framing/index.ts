@@ -3,6 +3,7 @@ import { fixedFraming } from './fixed.js';
 import { lengthFraming } from './length.js';
 import { delimiterFraming, lineFraming } from './line.js';
 import { rawFraming } from './raw.js';
+import { respFraming } from './resp.js';
 import type { BuiltinFramingOptions, Framing } from './types.js';
 
 export * from './types.js';
@@ -11,6 +12,7 @@ export { LengthFieldDecoder, LengthFieldEncoder, lengthFraming } from './length.
 export { DelimiterDecoder, DelimiterEncoder, lineFraming, delimiterFraming } from './line.js';
 export { FixedLengthDecoder, FixedLengthEncoder, fixedFraming } from './fixed.js';
 export { RawDecoder, RawEncoder, rawFraming } from './raw.js';
+export { RespDecoder, RespEncoder, respFraming, parseCommand, commandIs, RESP_DEFAULTS } from './resp.js';
 
 /** A user-supplied framing is any object with createDecoder() and an encoder. */
 export function isFraming(value: unknown): value is Framing {
@@ -34,9 +36,11 @@ export function createFraming(options: BuiltinFramingOptions, maxFrame: number):
       return fixedFraming(options, maxFrame);
     case 'raw':
       return rawFraming(options, maxFrame);
+    case 'resp':
+      return respFraming(options, maxFrame);
     default:
       throw new InvalidOptionError(
-        `framing.type must be one of length, line, delimiter, fixed, raw (got ${JSON.stringify((options as { type?: unknown })?.type)})`,
+        `framing.type must be one of length, line, delimiter, fixed, raw, resp (got ${JSON.stringify((options as { type?: unknown })?.type)})`,
       );
   }
 }

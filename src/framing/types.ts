@@ -1,3 +1,5 @@
+import type { SerializedError } from '../errors.js';
+
 /**
  * Framing: pure byte-stream cutters. No sockets, no timers: bytes in, frames out.
  *
@@ -38,6 +40,12 @@ export interface Framing {
    */
   createDecoder(): FrameDecoder;
   readonly encoder: FrameEncoder;
+  /**
+   * Optional: the bytes that tell the peer about an error in its own protocol's terms
+   * (RESP: `-ERR Protocol error: ...`). Sent after the replies already due when a bad
+   * frame closes the connection, and used as the error frame of a failed message.
+   */
+  readonly errorReply?: (error: SerializedError) => Uint8Array;
 }
 
 /** Byte order of a length field: big-endian or little-endian. */
@@ -94,13 +102,28 @@ export interface RawFramingOptions {
   maxFrame?: number;
 }
 
+/**
+ * `{ type: 'resp' }`: Redis's RESP2 requests (arrays of bulk strings, inline commands);
+ * replies must be one RESP value each (the `resp` codec makes them). Limits: src/framing/resp.ts.
+ */
+export interface RespFramingOptions {
+  type: 'resp';
+  /** Largest whole command in bytes. Default: the server's maxFrame. */
+  maxFrame?: number;
+  /** Most elements (arguments) of one command. Default 1024 * 1024. */
+  maxArrayLength?: number;
+  /** Largest single argument in bytes. Default: maxFrame. */
+  maxBulkLength?: number;
+}
+
 /** Built-in framings are plain data, so they can be sent to workers, which encode replies. */
 export type BuiltinFramingOptions =
   | LengthFramingOptions
   | LineFramingOptions
   | DelimiterFramingOptions
   | FixedFramingOptions
-  | RawFramingOptions;
+  | RawFramingOptions
+  | RespFramingOptions;
 
 /** The names of the built-in framings. */
 export type FramingType = BuiltinFramingOptions['type'];
