@@ -7,6 +7,7 @@ export const EXAMPLES = {
   echo: `${ROOT}examples/echo/handler.js`,
   bench: `${ROOT}examples/bench-protocol/handler.js`,
   json: `${ROOT}examples/json-routes/handler.js`,
+  resp: `${ROOT}examples/resp/handler.js`,
 };
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 
