@@ -78,4 +78,6 @@ export interface HandlerModule<C extends Codec = 'raw'> {
    * no affinity. A worker's death or a reload loses its state (event 'affinityLost').
    */
   affinityKey?(frame: Buffer): string | number | Uint8Array | null | undefined;
+  /** The codec this module is written for; used unless the server's `codec` option is given (then they must agree). */
+  codec?: C;
 }
