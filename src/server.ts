@@ -345,7 +345,8 @@ export class ShoalServer extends EventEmitter {
         port: address.port,
         workers: o.workers,
         framing: o.framing.name,
-        codec: o.codec,
+        // A module's codec export (read by each thread's runtime) replaces the default one.
+        codec: o.codecGiven ? o.codec : `the module's, else ${o.codec}`,
         handler: o.handlerUrl,
       },
       'listening',
