@@ -29,6 +29,7 @@ export {
   parseCommand,
   commandIs,
 } from './framing/index.js';
+export type { ResolvedRespOptions } from './framing/index.js';
 export { resp, encodeResp } from './resp.js';
 export type { RespValue, RespReply } from './resp.js';
 export type * from './framing/types.js';

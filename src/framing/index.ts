@@ -13,6 +13,7 @@ export { DelimiterDecoder, DelimiterEncoder, lineFraming, delimiterFraming } fro
 export { FixedLengthDecoder, FixedLengthEncoder, fixedFraming } from './fixed.js';
 export { RawDecoder, RawEncoder, rawFraming } from './raw.js';
 export { RespDecoder, RespEncoder, respFraming, parseCommand, commandIs, RESP_DEFAULTS } from './resp.js';
+export type { ResolvedRespOptions } from './resp.js';
 
 /** A user-supplied framing is any object with createDecoder() and an encoder. */
 export function isFraming(value: unknown): value is Framing {

@@ -36,10 +36,15 @@ export const RESP_DEFAULTS = Object.freeze({
   // maxBulkLength and maxFrame default to the server's maxFrame (a bulk cannot be larger than its command).
 });
 
+/** The RESP framing's limits after defaults (what a RespDecoder is made with). */
 export interface ResolvedRespOptions {
+  /** Largest whole command in bytes (blank lines before it included). */
   maxFrame: number;
+  /** Most elements of one command. */
   maxArrayLength: number;
+  /** Largest single argument in bytes. */
   maxBulkLength: number;
+  /** Longest inline command in bytes. */
   maxInlineLength: number;
 }
 
