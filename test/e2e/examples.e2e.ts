@@ -30,13 +30,14 @@ function gallery(): Example[] {
 describe("README's examples gallery", () => {
   const examples = gallery();
 
-  it('lists echo, bench protocol, JSON routes and TypeScript', () => {
+  it('lists echo, bench protocol, JSON routes, TypeScript and Redis', () => {
     const handlers = examples.map((e) => /--handler (\S+)/.exec(e.start)![1]);
     expect(handlers).toEqual([
       'examples/echo/handler.js',
       'examples/bench-protocol/handler.js',
       'examples/json-routes/handler.js',
       'examples/typescript/handler.ts',
+      'examples/resp/handler.js',
     ]);
   });
 
