@@ -246,7 +246,10 @@ export class ShoalServer extends EventEmitter {
     // New worker threads load the module afresh; the main thread (workers: 0, or the pool's
     // adaptive offload) needs a new URL to import it again.
     const handlerUrl = generation === 0 ? o.handlerUrl : withReloadQuery(o.handlerUrl, generation);
-    const runtime = { handlerUrl, codec: o.codec, codecGiven: o.codecGiven, routing: o.routing, onHandlerError: o.onHandlerError };
+    const runtime = {
+      handlerUrl, codec: o.codec, codecGiven: o.codecGiven, routing: o.routing, onHandlerError: o.onHandlerError,
+      respErrors: o.framingSpec?.type === 'resp',
+    };
     if (o.workers === 0) {
       const inline = new InlineDispatcher(runtime, o.framing, events, o.handlerTimeout);
       // The admin server (made after generation 0) sets generation 0's timing itself.

@@ -25,6 +25,11 @@ export interface RuntimeSpec {
   codec: Codec;
   /** The codec was set explicitly (createServer's `codec`, --codec): a module export must agree. */
   codecGiven?: boolean;
+  /**
+   * The peer speaks RESP (the RESP framing): the default error reply is `-ERR <message>`
+   * whatever the codec, since a RESP client matches every command to exactly one reply.
+   */
+  respErrors?: boolean;
   routing: { idBytes: 2 | 4 } | null;
   onHandlerError: ErrorPolicy;
 }
@@ -292,11 +297,16 @@ export class HandlerRuntime {
     let replies: Replies;
     try {
       const custom = this.#mod.errorReply ? this.#mod.errorReply(error, ctx) : undefined;
-      replies = custom === undefined ? defaultErrorReply(error, this.spec.codec) : this.#pack(custom, ctx.routeId);
+      replies = custom === undefined ? defaultErrorReply(error, this.#errorCodec) : this.#pack(custom, ctx.routeId);
     } catch {
-      replies = defaultErrorReply(error, this.spec.codec);
+      replies = defaultErrorReply(error, this.#errorCodec);
     }
     return { close: false, replies, error };
+  }
+
+  /** Whose shape the default error reply takes. */
+  get #errorCodec(): Codec {
+    return this.spec.respErrors === true ? 'resp' : this.spec.codec;
   }
 
   #normalize(result: unknown, ctx: Context): Replies {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { EXAMPLES, FIXTURES, start } from '../helpers/server.js';
 import type { Running } from '../helpers/server.js';
-import { rawConnect, shaChain, waitFor, within } from '../helpers/wire.js';
+import { exchange, rawConnect, shaChain, waitFor, within } from '../helpers/wire.js';
 
 // The Redis-compatible example (examples/resp/) driven by a real Redis client, ioredis,
 // over real sockets, inline (workers: 0) and in worker threads with the keyed affinity.
@@ -235,6 +235,19 @@ describe('the resp codec', () => {
       expect(await r.call('ECHO', 'still')).toEqual(['ECHO', 'still']);
     } finally {
       r.disconnect();
+      await s.close();
+    }
+  });
+});
+
+describe.each([0, 2])('a raw handler under the RESP framing, workers: %i', (workers) => {
+  it('its valid RESP bytes go out as they are; bytes that are not one RESP value fail that message only', async () => {
+    const s = await start({ handler: `${FIXTURES}resp-raw.js`, framing: { type: 'resp' }, workers, onHandlerError: 'error-frame' });
+    try {
+      const got = await exchange(s.port, Buffer.from('PING\r\nGET k\r\n*1\r\n$4\r\nPING\r\n'));
+      // error-frame: the refused reply becomes the framing's own error line, and the connection goes on.
+      expect(got.toString()).toMatch(/^\+PONG\r\n-ERR a reply of 8 bytes is not one RESP value[^\r\n]*\r\n\+PONG\r\n$/);
+    } finally {
       await s.close();
     }
   });
