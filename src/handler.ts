@@ -10,6 +10,7 @@ import type { SerializedError } from './errors.js';
 import type { Codec } from './options.js';
 import type { RespValue } from './resp.js';
 import type { HandlerContext } from '../workers/runtime.js';
+import type { AffinityKeyValue } from './dispatch/affinity.js';
 
 export type { Handler, HandlerContext } from '../workers/runtime.js';
 
@@ -75,9 +76,10 @@ export interface HandlerModule<C extends Codec = 'raw'> {
    * Keyed affinity: runs on the main thread with the frame body as the framing cut it
    * (not decoded; keep it cheap). Messages whose keys are equal run on the same worker,
    * one at a time, in arrival order (worker-local state per key); null or undefined:
-   * no affinity. A worker's death or a reload loses its state (event 'affinityLost').
+   * no affinity. `MAIN_THREAD` runs the message on the main thread, in order (state kept
+   * there, no hand-off). A worker's death or a reload loses its state (event 'affinityLost').
    */
-  affinityKey?(frame: Buffer): string | number | Uint8Array | null | undefined;
+  affinityKey?(frame: Buffer): AffinityKeyValue;
   /** The codec this module is written for; used unless the server's `codec` option is given (then they must agree). */
   codec?: C;
 }

@@ -31,6 +31,7 @@ export {
 } from './framing/index.js';
 export type { ResolvedRespOptions } from './framing/index.js';
 export { resp, encodeResp } from './resp.js';
+export { MAIN_THREAD } from './dispatch/affinity.js';
 export type { RespValue, RespReply } from './resp.js';
 export type * from './framing/types.js';
 export type {

@@ -3,7 +3,7 @@
 // (the codec and the affinity come from this module's exports; README.md says why).
 //
 //   redis-cli -p 8000 set greeting hello      redis-benchmark -p 8000 -P 16 -t set,get,incr -q
-import { commandIs, resp } from 'shoal';
+import { MAIN_THREAD, commandIs, resp } from 'shoal';
 import { sha256Chain } from '../bench-protocol/sha256.js';
 import { Deque } from './deque.js';
 import { parseInteger } from './integers.js';
@@ -11,19 +11,17 @@ import { parseInteger } from './integers.js';
 /** The handler gets each command as Buffer[] and returns a RESP value. */
 export const codec = 'resp';
 
-/** The one shard: every command that touches the keyspace has this affinity key. */
-const KEYSPACE = 'keyspace';
-
 /**
  * Runs on the main thread for every command, on the frame as cut (no parsing): the
- * keyspace commands run serially on one worker, in arrival order, like one Redis
- * instance; HASHCHAIN touches no key and runs on any free worker.
+ * keyspace commands run on the main thread, serially, in arrival order, like one Redis
+ * instance (its keyspace lives in its I/O thread too); HASHCHAIN touches no key and runs
+ * on any free worker. README.md says why, with the figures of the other designs.
  */
 export function affinityKey(frame) {
-  return commandIs(frame, 'hashchain') ? null : KEYSPACE;
+  return commandIs(frame, 'hashchain') ? null : MAIN_THREAD;
 }
 
-// ---- the keyspace (one per worker; only the keyspace worker's is used) -------------
+// ---- the keyspace (one per thread that loads this module; only the main thread's is used) ----
 
 /** key (latin1: one char per byte, so binary keys stay exact) -> Buffer | number | Deque. */
 const store = new Map();

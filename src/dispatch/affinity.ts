@@ -13,8 +13,16 @@ import type { DispatchTarget } from './types.js';
 
 export type AffinityMode = 'none' | 'connection';
 
+/**
+ * The key that names the main thread as a message's shard: it runs inline, in arrival
+ * order, with the state the handler module keeps there (one keyspace in the I/O thread,
+ * as Redis keeps its own; no hand-off per message). A registered symbol, so a module that
+ * loads shoal by another path still names the same key.
+ */
+export const MAIN_THREAD: unique symbol = Symbol.for('shoal.mainThread') as never;
+
 /** What a handler module's affinityKey() may return: null/undefined means "no affinity". */
-export type AffinityKeyValue = string | number | Uint8Array | null | undefined;
+export type AffinityKeyValue = string | number | Uint8Array | typeof MAIN_THREAD | null | undefined;
 export type AffinityKeyFn = (frame: Buffer) => AffinityKeyValue;
 
 /** FNV-1a, 32 bits: cheap, and spreads short keys well enough over a few shards. */

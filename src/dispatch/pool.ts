@@ -6,7 +6,7 @@ import type { Framing } from '../framing/types.js';
 import { Context, HandlerRuntime, defaultErrorReply, loadAffinityKey } from '../../workers/runtime.js';
 import type { ErrorPolicy } from '../../workers/runtime.js';
 import { waitAtMost } from '../wait.js';
-import { ConnectionShards, shardOfKey } from './affinity.js';
+import { ConnectionShards, MAIN_THREAD, shardOfKey } from './affinity.js';
 import type { AffinityKeyFn, AffinityMode } from './affinity.js';
 import { Arena } from './arena.js';
 import { FairQueue } from './fair-queue.js';
@@ -70,6 +70,8 @@ export interface PoolOptions {
 
 /** What #shardFor returns when the module's affinityKey() threw (the message got the error policy). */
 const SHARD_FAILED = -2;
+/** What #shardFor returns for the MAIN_THREAD key: run inline, in order. */
+const SHARD_MAIN = -3;
 
 export type { RestartReason } from './workers.js';
 
@@ -309,7 +311,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const shard = this.#affine ? this.#shardFor(target, seq, frame) : -1;
     if (shard === SHARD_FAILED) return;
     if (this.#inline !== null && this.#runsInline(key, shard)) {
-      this.#runInline(target, seq, frame, key);
+      this.#runInline(target, seq, frame, key, shard === -1);
       return;
     }
     this.#framesSent++;
@@ -321,9 +323,10 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     }
   }
 
-  /** A message with affinity runs in its worker (its state is there), unless everything runs inline ('never'). */
+  /** A message with affinity runs in its worker (its state is there), unless everything runs inline ('never') or its shard is the main thread. */
   #runsInline(key: number, shard: number): boolean {
-    return shard < 0 ? this.#policy.inline(key) : this.#policy.mode === 'never';
+    if (shard === -1) return this.#policy.inline(key);
+    return shard === SHARD_MAIN || this.#policy.mode === 'never';
   }
 
   /** The shard a message must run on, -1 for any worker, SHARD_FAILED if affinityKey() threw. */
@@ -338,16 +341,23 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       return SHARD_FAILED;
     }
     if (k === null || k === undefined) return -1;
+    // Without the module on the main thread (offload 'always'), the main thread's key is one worker's shard.
+    if (k === MAIN_THREAD) return this.#inline !== null ? SHARD_MAIN : 0;
     return shardOfKey(k as string | number | Uint8Array, this.#o.workers);
   }
 
   readonly #loadOf = (shard: number): number => this.#shardLoad[shard]!;
 
-  #runInline(target: DispatchTarget, seq: number, frame: Buffer, key: number): void {
+  /**
+   * `sampled`: a message the offload chose to run here, timed one in INLINE_SAMPLE_EVERY
+   * for its kind's cost; one with affinity (the main thread's key, or offload 'never') says
+   * nothing of what its kind costs when it has none.
+   */
+  #runInline(target: DispatchTarget, seq: number, frame: Buffer, key: number, sampled: boolean): void {
     this.#inlineRun++;
     const exec = this.#inline!;
     const timing = this.onHandlerTiming;
-    if (!this.#policy.sampleInline(key) && timing === null) {
+    if (!(sampled && this.#policy.sampleInline(key)) && timing === null) {
       exec.run(target, seq, frame);
       return;
     }
@@ -358,7 +368,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     // The handler's time, not the socket write after it (an async handler: its synchronous part).
     const t1 = exec.clock >= 0 ? exec.clock : performance.now();
     exec.timeNext = false;
-    this.#policy.observe(key, t1 - t0);
+    if (sampled) this.#policy.observe(key, t1 - t0);
     if (timing !== null) {
       if (r instanceof Promise) void r.then((ctx) => timing.end(ctx.routeId, t0));
       else timing.end(r.routeId, t0);
@@ -452,7 +462,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       const shard = this.#affine ? this.#shardFor(target, seq, frame) : -1;
       if (shard === SHARD_FAILED) continue;
       if (this.#inline !== null && this.#runsInline(key, shard)) {
-        this.#runInline(target, seq, frame, key);
+        this.#runInline(target, seq, frame, key, shard === -1);
         continue;
       }
       if (!this.#dispatch(target, seq, frame, key, shard)) {
@@ -552,7 +562,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const seq = this.#seqs[slot]!;
     const cost = r.costMs;
     this.#cost = this.#cost === 0 ? cost : this.#cost + (cost - this.#cost) * 0.1;
-    this.#policy.observe(this.#keys[slot]!, cost);
+    // A message with affinity never runs inline: its cost must not move its kind (keyless ones may differ).
+    if (this.#slotShard[slot] === -1) this.#policy.observe(this.#keys[slot]!, cost);
     this.#release(slot);
     target.deliver(seq, 1, bytes, (r.flags & R_CLOSE) !== 0);
   };

@@ -123,6 +123,21 @@ describe('keyed affinity (affinityKey export)', () => {
     expect(after[1]).toBe(1);
   });
 
+  it('the MAIN_THREAD key runs on the main thread, in order, with its state there; a costly keyless kind stays in the pool', async () => {
+    const s = (running = await start({ handler: KEYED, workers: 2 }));
+    const clients = await Promise.all(Array.from({ length: 4 }, () => s.client()));
+    // Many cheap main-thread messages and a costly keyless one, interleaved: the cheap ones
+    // must not teach the offload that the (one, unrouted) kind is cheap.
+    const all = await Promise.all(
+      clients.map((c) => Promise.all(Array.from({ length: 200 }, (_, i) => c.request(i % 10 === 9 ? '-:spin' : 'main:n')))),
+    );
+    const main = all.flat().filter((_, i) => i % 10 !== 9).map(parse);
+    expect(new Set(main.map(([t]) => t))).toEqual(new Set([0])); // threadId 0: the main thread
+    expect(main.map(([, n]) => n).sort((x, y) => x - y)).toEqual(Array.from({ length: 720 }, (_, i) => i + 1));
+    const spins = all.flat().filter((_, i) => i % 10 === 9).map((b) => Number(b.toString()));
+    expect(spins.filter((t) => t === 0)).toEqual([]);
+  });
+
   it("a reload starts every key's state afresh in the new pool, and says so with 'affinityLost'", async () => {
     const s = (running = await start({ handler: KEYED, workers: 2 }));
     const lost: { threadId: number; reason: string }[] = [];
