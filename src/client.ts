@@ -52,6 +52,12 @@ export interface ClientOptions {
   maxResends?: number;
   /** ms to keep trying to reconnect (every endpoint in turn) before pending requests fail. Default 10 s. */
   reconnectTimeout?: number;
+  /**
+   * Frames no request was waiting for (a server's pushes: broadcasts, ctx.sendTo) go here
+   * instead of `client.unsolicited`. Replies are matched to requests in order, so on a
+   * connection that gets pushes use send() (no reply awaited) and take every frame here.
+   */
+  onUnsolicited?: ((frame: Buffer) => void) | null;
 }
 
 /** What a client did to survive closes (client.stats). */
@@ -104,6 +110,7 @@ export class Client {
   readonly #goAwayBody: Buffer | null;
   readonly #maxResends: number;
   readonly #reconnectTimeout: number;
+  readonly #onUnsolicited: ((frame: Buffer) => void) | null;
   /** The connection new requests go to (null while reconnecting). */
   #link: Link | null;
   #lastSocket: Socket;
@@ -132,6 +139,7 @@ export class Client {
     this.#goAwayBody = goAwayBody;
     this.#maxResends = o.maxResends;
     this.#reconnectTimeout = o.reconnectTimeout;
+    this.#onUnsolicited = o.onUnsolicited;
     this.#lastSocket = socket;
     this.#link = this.#attach(socket);
     if (this.#timeout > 0) {
@@ -182,6 +190,18 @@ export class Client {
       if (link !== null && (!link.goingAway || !this.#reconnect)) this.#write(link, p);
       else this.#queue([p]);
     });
+  }
+
+  /**
+   * Send one frame and await no reply: for protocols where the server answers with
+   * pushes, or not at all (take those frames with `onUnsolicited`). Throws
+   * SHOAL_CONNECTION_CLOSED when there is no connection to write to.
+   */
+  send(body: Uint8Array | string): void {
+    if (this.#closed) throw this.#closed;
+    const link = this.#link;
+    if (link === null) throw new ShoalError('SHOAL_CONNECTION_CLOSED', 'no connection to send on (reconnecting)');
+    link.socket.write(encodeFrame(this.#framing, typeof body === 'string' ? Buffer.from(body) : body));
   }
 
   /** Write raw bytes, unframed (tests of hostile input). */
@@ -237,6 +257,8 @@ export class Client {
         }
         p.resolve(reply);
         if (link.goingAway && link.head === link.fifo.length) link.socket.end();
+      } else if (this.#onUnsolicited !== null) {
+        this.#onUnsolicited(reply);
       } else {
         this.unsolicited.push(reply);
       }
@@ -415,6 +437,7 @@ interface ResolvedClientOptions {
   goAway: Uint8Array | null;
   maxResends: number;
   reconnectTimeout: number;
+  onUnsolicited: ((frame: Buffer) => void) | null;
 }
 
 function nonNegativeInt(name: string, v: unknown, dflt: number): number {
@@ -437,6 +460,8 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   if (retry === 'idempotent' && !reconnect) throw new InvalidOptionError("retry: 'idempotent' needs reconnect: true");
   const goAway = o.goAway ?? null;
   if (goAway !== null && !(goAway instanceof Uint8Array)) throw new InvalidOptionError('goAway must be a Uint8Array or null');
+  const onUnsolicited = o.onUnsolicited ?? null;
+  if (onUnsolicited !== null && typeof onUnsolicited !== 'function') throw new InvalidOptionError('onUnsolicited must be a function or null');
   return {
     endpoints,
     tls: o.tls === true ? {} : (o.tls ?? null),
@@ -448,6 +473,7 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     goAway,
     maxResends: nonNegativeInt('maxResends', o.maxResends, 8),
     reconnectTimeout: nonNegativeInt('reconnectTimeout', o.reconnectTimeout, 10_000),
+    onUnsolicited,
   };
 }
 

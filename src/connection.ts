@@ -4,6 +4,7 @@ import type { ErrorCode } from './errors.js';
 import { FrameReader } from './framing/reader.js';
 import type { Framing } from './framing/types.js';
 import type { Dispatcher, DispatchTarget } from './dispatch/types.js';
+import type { Push } from './dispatch/push-wire.js';
 import type { Peer } from './edge/admission.js';
 import type { ProxyHeader } from './edge/proxy-protocol.js';
 import { CLOCK_EPOCH, clockMs } from './clock.js';
@@ -31,6 +32,7 @@ const PAUSE_IN_FLIGHT = 1; // maxInFlightPerConnection frames are being processe
 const PAUSE_SEND_QUEUE = 2; // the send queue is above the high water mark
 const PAUSE_POOL = 4; // the dispatcher's queue to the pool is full
 const PAUSE_DRAIN = 8; // draining or closing: never read again (but frames already buffered are served)
+const PAUSE_PUSH_BURST = 16; // this connection's pushes passed a member's high water mark in this turn: read again next turn
 
 /**
  * How replies are written (#writeMode). A reply written while a lone frame is being
@@ -57,6 +59,8 @@ export interface ConnectionLimits {
   sendHighWater: number;
   sendLowWater: number;
   sendTimeout: number;
+  /** Bytes queued above which a push cuts the connection (SHOAL_SEND_QUEUE_FULL). */
+  sendQueueLimit: number;
   idleTimeout: number;
   /** ms a connection may live (jittered +-10% per connection); 0 = off. */
   maxAge: number;
@@ -92,10 +96,12 @@ export interface ConnectionHooks {
   onBudget(conn: Connection, budget: Budget): void;
   /** Replies that finished after the connection closed (also after onClose). */
   onLateReplies(conn: Connection, count: number): void;
+  /** A message's pushes, at its release (before its replies are written); `dropped`: never released (the connection closed first). */
+  onPushes(conn: Connection, pushes: Push[], dropped: boolean): void;
 }
 
 /** The per-connection budgets, by the option that sets each. */
-export type Budget = 'maxInFlightPerConnection' | 'sendHighWater' | 'sendTimeout' | 'idleTimeout' | 'maxFrame' | 'maxConnectionAge' | 'maxConnectionAgeGrace';
+export type Budget = 'maxInFlightPerConnection' | 'sendHighWater' | 'sendTimeout' | 'sendQueueLimit' | 'idleTimeout' | 'maxFrame' | 'maxConnectionAge' | 'maxConnectionAgeGrace';
 
 /** One client socket: its framer, reorder buffer, send queue, timeouts and state. Made by the server for each accepted connection (the 'connection' event). */
 export class Connection implements DispatchTarget {
@@ -129,8 +135,8 @@ export class Connection implements DispatchTarget {
   /** Next sequence number to give a frame, and next one whose replies may be written. */
   #nextSeq = 0;
   #nextWrite = 0;
-  /** Replies that finished before an earlier message: seq -> [count, bytes, close]. Bounded by maxInFlight. */
-  #reorder: Map<number, { count: number; bytes: Uint8Array | null; close: boolean }> | null = null;
+  /** Replies that finished before an earlier message: seq -> [count, bytes, close, pushes]. Bounded by maxInFlight. */
+  #reorder: Map<number, { count: number; bytes: Uint8Array | null; close: boolean; pushes: Push[] | null }> | null = null;
   #writeMode = WRITE_IDLE;
   #readEnded = false;
   /** Stop cutting frames after this error (a bad frame, the close policy). */
@@ -365,32 +371,34 @@ export class Connection implements DispatchTarget {
 
   // ---- write side ------------------------------------------------------------
 
-  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean): void {
+  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null = null): void {
     if (this.#state === 'closed' || this.#state === 'closing') {
       this.#late(count);
+      if (pushes !== null) this.#hooks.onPushes(this, pushes, true);
       return;
     }
     if (seq !== this.#nextWrite) {
-      (this.#reorder ??= new Map()).set(seq, { count, bytes, close });
+      (this.#reorder ??= new Map()).set(seq, { count, bytes, close, pushes });
       return;
     }
-    this.#release(count, bytes, close);
+    this.#release(count, bytes, close, pushes);
     const reorder = this.#reorder;
     // #release may have closed it (the 'close' error policy).
     while (reorder !== null && reorder.size > 0 && this.#serving()) {
       const next = reorder.get(this.#nextWrite);
       if (next === undefined) break;
       reorder.delete(this.#nextWrite);
-      this.#release(next.count, next.bytes, next.close);
+      this.#release(next.count, next.bytes, next.close, next.pushes);
     }
     this.#afterWrite();
   }
 
-  /** Write the replies of the next `count` messages in order. */
-  #release(count: number, bytes: Uint8Array | null, close: boolean): void {
+  /** Write the replies of the next `count` messages in order; their pushes go out first (issue 12's order). */
+  #release(count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null): void {
     this.#nextWrite += count;
     this.#repliesOut += count;
-    if (bytes !== null && bytes.length > 0) this.#write(bytes);
+    if (pushes !== null) this.#hooks.onPushes(this, pushes, false);
+    if (bytes !== null && bytes.length > 0 && !this.#socket.destroyed) this.#write(bytes);
     if (close) {
       // The 'close' error policy: what precedes is written, then we close.
       this.#failed ??= new ShoalError('SHOAL_HANDLER_ERROR', 'closed by the handler error policy');
@@ -419,17 +427,53 @@ export class Connection implements DispatchTarget {
   #afterWrite(): void {
     this.#sawActivity = true;
     const limits = this.#limits;
-    if (this.#socket.writableLength > limits.sendHighWater) {
-      if ((this.#paused & PAUSE_SEND_QUEUE) === 0) {
-        this.#aboveHighSince = clockMs();
-        this.#pause(PAUSE_SEND_QUEUE);
-        this.#socket.once('drain', Connection.#drainListener);
-        this.#hooks.onBudget(this, 'sendHighWater');
-      }
-    }
+    this.#checkHighWater();
     if ((this.#paused & PAUSE_IN_FLIGHT) !== 0 && this.inFlight < limits.maxInFlight) this.#unpause(PAUSE_IN_FLIGHT);
     else if (this.#state === 'draining') this.#pump();
     this.#maybeFinish();
+  }
+
+  /** Above the high water mark: pause reading until the queue drains (sendTimeout counts from now). */
+  #checkHighWater(): void {
+    if (this.#socket.writableLength > this.#limits.sendHighWater && (this.#paused & PAUSE_SEND_QUEUE) === 0) {
+      this.#aboveHighSince = clockMs();
+      this.#pause(PAUSE_SEND_QUEUE);
+      this.#socket.once('drain', Connection.#drainListener);
+      this.#hooks.onBudget(this, 'sendHighWater');
+    }
+  }
+
+  /**
+   * A push from another message (or server.send): framed bytes through the send queue,
+   * with the same high water mark and sendTimeout as replies. A peer that does not read
+   * cannot make it grow without bound: past sendQueueLimit it is cut. False when this
+   * connection no longer writes (closing, closed, or cut now).
+   */
+  push(bytes: Uint8Array): boolean {
+    if (!this.#serving() || this.#socket.destroyed) return false;
+    const queued = this.#socket.writableLength;
+    if (queued + bytes.length > this.#limits.sendQueueLimit) {
+      this.#budgetClose('sendQueueLimit', 'SHOAL_SEND_QUEUE_FULL', `a push of ${bytes.length} bytes onto ${queued} queued bytes would pass sendQueueLimit (${this.#limits.sendQueueLimit})`);
+      return false;
+    }
+    this.#write(bytes);
+    this.#sawActivity = true;
+    this.#checkHighWater();
+    return true;
+  }
+
+  /**
+   * This connection's pushes made a burst at a member (push.ts PushHub): cut no more
+   * frames this turn; read again on the next, once the members' queues had a turn to drain.
+   */
+  backOff(): void {
+    if ((this.#paused & PAUSE_PUSH_BURST) !== 0) return;
+    this.#pause(PAUSE_PUSH_BURST);
+    setImmediate(Connection.#afterBackOff, this);
+  }
+
+  static #afterBackOff(conn: Connection): void {
+    conn.#unpause(PAUSE_PUSH_BURST);
   }
 
   #checkLowWater(): void {
@@ -585,10 +629,15 @@ export class Connection implements DispatchTarget {
     this.#hooks.onClose(this, this.#closeError);
   }
 
-  /** Replies held for reordering will not be sent now: count them as late. */
+  /** Replies held for reordering will not be sent now: count them as late (and their pushes as dropped). */
   #dropHeld(): void {
     let held = 0;
-    if (this.#reorder !== null) for (const r of this.#reorder.values()) held += r.count;
+    if (this.#reorder !== null) {
+      for (const r of this.#reorder.values()) {
+        held += r.count;
+        if (r.pushes !== null) this.#hooks.onPushes(this, r.pushes, true);
+      }
+    }
     this.#reorder = null;
     if (held > 0) this.#late(held);
   }

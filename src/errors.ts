@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   SHOAL_POOL_SATURATED: 'The worker pool refused more work.',
   SHOAL_SERVER_CLOSED: 'The server is closed or closing.',
   SHOAL_SEND_TIMEOUT: 'The peer stopped reading: its send queue stayed above the high water mark for sendTimeout.',
+  SHOAL_SEND_QUEUE_FULL: 'A push would have queued more than sendQueueLimit bytes for a connection that does not read: the connection was cut.',
+  SHOAL_PUSH_INVALID: 'A push (send, broadcast, join, leave) named no valid connection id or group, had no body, or came after its message was answered.',
   SHOAL_IDLE_TIMEOUT: 'The connection sent nothing and had nothing in flight for idleTimeout.',
   SHOAL_MAX_CONNECTION_AGE: 'The connection reached maxConnectionAge: it was drained, or destroyed at the end of maxConnectionAgeGrace.',
   SHOAL_TOO_MANY_CONNECTIONS: 'maxConnections (or maxConnectionsPerIp) was reached; the new connection was closed.',

@@ -12,7 +12,7 @@ import type { RespValue } from './resp.js';
 import type { HandlerContext } from '../workers/runtime.js';
 import type { AffinityKeyValue } from './dispatch/affinity.js';
 
-export type { Handler, HandlerContext } from '../workers/runtime.js';
+export type { BroadcastOptions, Handler, HandlerContext } from '../workers/runtime.js';
 
 /** What a handler gets as its message under each codec. */
 export interface CodecMessage {

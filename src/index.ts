@@ -1,5 +1,6 @@
 export { createServer, ShoalServer } from './server.js';
 export type { ServerState, ListenOptions, ServerStats, ServerCounters, DrainReport, BudgetName } from './server.js';
+export type { PushCounters } from './push.js';
 export { Connection } from './connection.js';
 export type { ConnState, Budget, ConnectionCounters } from './connection.js';
 export { connect, Client } from './client.js';
@@ -36,6 +37,7 @@ export type { RespValue, RespReply } from './resp.js';
 export type * from './framing/types.js';
 export type {
   HandlerContext,
+  BroadcastOptions,
   Handler,
   HandlerFor,
   HandlerModule,

@@ -170,6 +170,10 @@ export const OPTIONS = {
   sendHighWater: { kind: 'size', group: 'budgets', help: 'queued reply bytes that pause reading a connection', default: 1 * MiB, min: 1 },
   sendLowWater: { kind: 'size', group: 'budgets', help: 'queued reply bytes that resume it', default: 256 * KiB, min: 0 },
   sendTimeout: { kind: 'duration', group: 'budgets', help: 'cut a peer above the high water mark this long, 0 = off', default: 30_000, min: 0 },
+  // Pushes (broadcasts to a group) are not bounded by what the peer itself sends, as replies
+  // are by maxInFlight: a member that stops reading is cut here, before sendTimeout, so a
+  // fast broadcaster cannot grow its queue without bound. 16 x the high water mark.
+  sendQueueLimit: { kind: 'size', group: 'budgets', help: 'queued bytes past which a push cuts a connection (SHOAL_SEND_QUEUE_FULL)', default: 16 * MiB, min: 1 },
   idleTimeout: {
     kind: 'duration', group: 'budgets', help: 'close a silent connection with nothing in flight, 0 = off',
     default: 0, // as net.Server

@@ -288,6 +288,11 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
       `sendLowWater (${resolved.sendLowWater}) must not exceed sendHighWater (${resolved.sendHighWater})`,
     );
   }
+  if (resolved.sendQueueLimit < resolved.sendHighWater) {
+    throw new InvalidOptionError(
+      `sendQueueLimit (${resolved.sendQueueLimit}) must not be below sendHighWater (${resolved.sendHighWater}): the high water mark pauses first, the limit cuts`,
+    );
+  }
   return resolved;
 }
 

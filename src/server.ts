@@ -22,6 +22,11 @@ import { DEFAULTS } from './option-table.js';
 import { poolOptions, resolveOptions } from './options.js';
 import { waitAtMost } from './wait.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
+import { PushHub } from './push.js';
+import type { PushCounters } from './push.js';
+import { frameOne } from './dispatch/push-wire.js';
+import { checkBody, checkConnectionId, checkGroup, encodeBody } from '../workers/runtime.js';
+import type { BroadcastOptions } from '../workers/runtime.js';
 
 /**
  * Server lifecycle (Go's net/http Server, fastify's close order):
@@ -49,7 +54,7 @@ export interface ListenOptions {
 }
 
 /** Totals since the server started, over open and closed connections. */
-export interface ServerCounters {
+export interface ServerCounters extends PushCounters {
   connectionsAccepted: number;
   connectionsRejected: number;
   framesIn: number;
@@ -119,7 +124,13 @@ export class ShoalServer extends EventEmitter {
     onLateReplies: (_conn, count) => {
       this.#counters.lateReplies += count;
     },
+    onPushes: (conn, pushes, dropped) => {
+      if (dropped) this.#push.dropped(pushes);
+      else this.#push.apply(conn, pushes);
+    },
   };
+  /** Connections by id and the push groups (issue 12); made in the constructor (it needs the options). */
+  readonly #push: PushHub<Connection>;
   readonly #counters: ServerCounters = {
     connectionsAccepted: 0,
     connectionsRejected: 0,
@@ -136,6 +147,10 @@ export class ShoalServer extends EventEmitter {
     tlsHandshakeFailures: 0,
     reloads: 0,
     reloadFailures: 0,
+    // Read from the push hub by stats().
+    pushesSent: 0,
+    pushesUndelivered: 0,
+    pushesDropped: 0,
   };
   readonly #limits: ConnectionLimits;
   #net: NetServer | null = null;
@@ -172,6 +187,7 @@ export class ShoalServer extends EventEmitter {
   constructor(options: ServerOptions) {
     super();
     const o = (this.options = resolveOptions(options));
+    this.#push = new PushHub<Connection>(o.sendHighWater);
     const events: DispatchEvents = {
       handlerError: (target, seq, error) => this.#onHandlerError(target as Connection, seq, error),
       workerFailure: (error, messages) => {
@@ -214,6 +230,7 @@ export class ShoalServer extends EventEmitter {
       sendHighWater: o.sendHighWater,
       sendLowWater: o.sendLowWater,
       sendTimeout: o.sendTimeout,
+      sendQueueLimit: o.sendQueueLimit,
       idleTimeout: o.idleTimeout,
       maxAge: o.maxConnectionAge,
       maxAgeGrace: o.maxConnectionAgeGrace,
@@ -434,6 +451,7 @@ export class ShoalServer extends EventEmitter {
     this.#counters.connectionsAccepted++;
     const conn = new Connection(this.#nextId++, socket, o.framing, this.#dispatcher, this.#limits, this.#hooks, o.logger, peer);
     this.#connections.add(conn);
+    this.#push.add(conn);
     // Bytes read before the hand-over (after a PROXY header) wait in the socket, paused.
     if (this.#trusted !== null) socket.resume();
     if (this.#dispatcher.saturated) conn.setPoolPaused(true);
@@ -494,6 +512,7 @@ export class ShoalServer extends EventEmitter {
 
   readonly #onConnectionClose = (conn: Connection, error: ShoalError | null): void => {
     this.#connections.delete(conn);
+    this.#push.remove(conn);
     if (this.options.maxConnectionsPerIp > 0) {
       const ip = conn.remoteAddress;
       const left = (this.#perIp.get(ip) ?? 1) - 1;
@@ -549,9 +568,39 @@ export class ShoalServer extends EventEmitter {
     return this.#connections;
   }
 
+  /**
+   * Push `body` (a reply value: encoded by the codec, framed by the framing) to
+   * connection `connectionId` now, through its send queue and budgets. False when that
+   * connection is closed or unknown (counted in stats().counters.pushesUndelivered).
+   * Throws SHOAL_PUSH_INVALID (bad id, null body) or SHOAL_FRAME_TOO_LARGE.
+   */
+  send(connectionId: number, body: unknown): boolean {
+    return this.#push.send(checkConnectionId(connectionId), this.#framePush(body));
+  }
+
+  /**
+   * Push `body` to every member of `options.group` now, or without a group to every
+   * connection. Returns how many connections it was written to. Throws like send().
+   */
+  broadcast(body: unknown, options?: BroadcastOptions): number {
+    const group = options?.group === undefined ? null : checkGroup(options.group);
+    return this.#push.broadcast(this.#framePush(body), group);
+  }
+
+  /** Connections in `group` now. */
+  groupSize(group: string): number {
+    return this.#push.size(checkGroup(group));
+  }
+
+  /** A push body as handlers' pushes are made (runtime.ts encodeBody; no route id: it answers no message). */
+  #framePush(body: unknown): Buffer {
+    const o = this.options;
+    return frameOne(o.framing, encodeBody(checkBody(body), o.codec, o.routing, undefined));
+  }
+
   /** A snapshot of connections, counters, budget hits and the dispatcher. */
   stats(): ServerStats {
-    const counters = { ...this.#counters };
+    const counters = { ...this.#counters, ...this.#push.counters };
     let paused = 0;
     let queuedBytes = 0;
     let inFlight = 0;

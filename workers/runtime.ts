@@ -5,7 +5,7 @@
  * Used in two places with identical behaviour: inside every pool worker
  * (workers/worker.ts) and on the main thread when `workers: 0`.
  */
-import { BadRequestError, HandlerLoadError, serializeError } from '../src/errors.js';
+import { BadRequestError, HandlerLoadError, ShoalError, serializeError } from '../src/errors.js';
 import type { SerializedError } from '../src/errors.js';
 import { decodeMessage, encodeReply } from './codec.js';
 import { importHandler } from './loader.js';
@@ -15,6 +15,8 @@ import { proxyFromBytes } from '../src/edge/proxy-wire.js';
 import type { AffinityKeyFn } from '../src/dispatch/affinity.js';
 import { respErrorLine } from '../src/framing/resp.js';
 import { OPTIONS } from '../src/option-table.js';
+import { MAX_GROUP_BYTES, P_BROADCAST, P_JOIN, P_LEAVE, P_SEND_TO } from '../src/dispatch/push-wire.js';
+import type { PushIntent, PushOp } from '../src/dispatch/push-wire.js';
 
 export type { ErrorPolicy };
 
@@ -49,6 +51,24 @@ export interface HandlerContext {
   readonly proxy: ProxyHeader | null;
   /** Queue an extra reply frame, written before the handler's return value. */
   send(reply: unknown): void;
+  /**
+   * Push `body` (a reply value: encoded by the codec, framed for that connection) to
+   * connection `connectionId`. Like every push it is sent when this message's replies
+   * are released (in this connection's order), before them; a connection that has
+   * closed by then is counted (server.stats().counters.pushesUndelivered), not an error.
+   */
+  sendTo(connectionId: number, body: unknown): void;
+  /** Push `body` to every member of `options.group`, or without a group to every connection (this one included). */
+  broadcast(body: unknown, options?: BroadcastOptions): void;
+  /** This connection joins `group` (in effect from this message's release: its own broadcast reaches it). Groups live on the main thread; a closed connection leaves all of them. */
+  join(group: string): void;
+  /** This connection leaves `group`. */
+  leave(group: string): void;
+}
+
+/** Where a broadcast goes: the members of `group`, or every connection. */
+export interface BroadcastOptions {
+  group?: string;
 }
 
 /** A handler of any codec: gets the decoded message and the context, returns replies (see HandlerFor for typed ones). */
@@ -84,8 +104,44 @@ interface Peer {
   readonly proxy?: ProxyHeader | null;
 }
 
+/** A push as a handler made it: the body not yet encoded. */
+interface PendingPush {
+  op: PushOp;
+  connectionId: number;
+  group: string | null;
+  body: unknown;
+}
+
+/** A group name as the push wire carries it; throws SHOAL_PUSH_INVALID. */
+export function checkGroup(group: unknown): string {
+  if (typeof group !== 'string' || group.length === 0 || Buffer.byteLength(group, 'utf8') > MAX_GROUP_BYTES) {
+    throw new ShoalError('SHOAL_PUSH_INVALID', `a group is a non-empty string of at most ${MAX_GROUP_BYTES} UTF-8 bytes (got ${typeof group === 'string' ? `${Buffer.byteLength(group)} bytes` : typeof group})`);
+  }
+  return group;
+}
+
+/** A push target; throws SHOAL_PUSH_INVALID. */
+export function checkConnectionId(id: unknown): number {
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > 0xffffffff) {
+    throw new ShoalError('SHOAL_PUSH_INVALID', `a connection id is an integer >= 1 (got ${String(id)})`);
+  }
+  return id;
+}
+
+/** A push body; throws SHOAL_PUSH_INVALID for null/undefined (there would be nothing to send). */
+export function checkBody(body: unknown): unknown {
+  if (body === null || body === undefined) throw new ShoalError('SHOAL_PUSH_INVALID', 'a push needs a body (got ' + String(body) + ')');
+  return body;
+}
+
 export class Context implements HandlerContext {
   extra: unknown[] | null = null;
+  /** Pushes made by the handler, in call order (encoded by the runtime when the message completes). */
+  pushes: PendingPush[] | null = null;
+  /** The pushes encoded by the runtime once the handler returned (what the sinks send), or null. */
+  encodedPushes: PushIntent[] | null = null;
+  /** Set once the message's outcome is made: a later push would have no message to travel with. */
+  done = false;
   #addr: string | null;
   /** The PROXY header, or its bytes in shared memory until first read (see proxy-wire.ts). */
   #proxy: ProxyHeader | Uint8Array | null = null;
@@ -155,6 +211,43 @@ export class Context implements HandlerContext {
   send(reply: unknown): void {
     (this.extra ??= []).push(reply);
   }
+
+  sendTo(connectionId: number, body: unknown): void {
+    this.#push(P_SEND_TO, checkConnectionId(connectionId), null, checkBody(body));
+  }
+
+  broadcast(body: unknown, options?: BroadcastOptions): void {
+    const group = options?.group === undefined ? null : checkGroup(options.group);
+    this.#push(P_BROADCAST, 0, group, checkBody(body));
+  }
+
+  join(group: string): void {
+    this.#push(P_JOIN, 0, checkGroup(group), null);
+  }
+
+  leave(group: string): void {
+    this.#push(P_LEAVE, 0, checkGroup(group), null);
+  }
+
+  #push(op: PushOp, connectionId: number, group: string | null, body: unknown): void {
+    if (this.done) throw new ShoalError('SHOAL_PUSH_INVALID', `a push after message ${this.sequence} of connection ${this.connectionId} was answered (pushes travel with their message's replies)`);
+    (this.pushes ??= []).push({ op, connectionId, group, body });
+  }
+}
+
+/**
+ * A reply value as bytes: the codec's encoding, under routing prefixed with the route id
+ * (replies and pushes of a routed message carry its id). The one definition of a body.
+ */
+export function encodeBody(value: unknown, codec: Codec, routing: { idBytes: 2 | 4 } | null, routeId: number | undefined): Uint8Array {
+  const body = encodeReply(value, codec);
+  if (routeId === undefined || routing === null) return body;
+  const n = routing.idBytes;
+  const out = Buffer.allocUnsafe(n + body.length);
+  if (n === 4) out.writeUInt32BE(routeId, 0);
+  else out.writeUInt16BE(routeId, 0);
+  out.set(body, n);
+  return out;
 }
 
 function pick(mod: Record<string, unknown>, name: string): unknown {
@@ -290,6 +383,10 @@ export class HandlerRuntime {
 
   /** Apply the error policy to a failed message. Never throws. */
   fail(err: unknown, ctx: Context): FailureOutcome {
+    // A failed message has no effect on others: its pushes, joins and leaves are dropped.
+    ctx.done = true;
+    ctx.pushes = null;
+    ctx.encodedPushes = null;
     const error = serializeError(err);
     const policy = this.spec.onHandlerError;
     if (policy === 'close') return { close: true, replies: null, error };
@@ -310,6 +407,7 @@ export class HandlerRuntime {
   }
 
   #normalize(result: unknown, ctx: Context): Replies {
+    this.#encodePushes(ctx);
     const routeId = ctx.routeId;
     if (ctx.extra === null) return this.#pack(result, routeId);
     const out: Uint8Array[] = [];
@@ -338,14 +436,17 @@ export class HandlerRuntime {
   }
 
   #one(value: unknown, routeId: number | undefined): Uint8Array {
-    const body = encodeReply(value, this.spec.codec);
-    if (routeId === undefined) return body;
-    const n = this.spec.routing!.idBytes;
-    const out = Buffer.allocUnsafe(n + body.length);
-    if (n === 4) out.writeUInt32BE(routeId, 0);
-    else out.writeUInt16BE(routeId, 0);
-    out.set(body, n);
-    return out;
+    return encodeBody(value, this.spec.codec, this.spec.routing, routeId);
+  }
+
+  /** The message's pushes with their bodies encoded, into ctx.encodedPushes; throws what encoding throws. */
+  #encodePushes(ctx: Context): void {
+    ctx.done = true;
+    const pending = ctx.pushes;
+    if (pending === null) return;
+    const out: PushIntent[] = [];
+    for (const p of pending) out.push({ op: p.op, connectionId: p.connectionId, group: p.group, body: p.body === null ? null : this.#one(p.body, ctx.routeId) });
+    ctx.encodedPushes = out;
   }
 }
 

@@ -12,7 +12,8 @@ import { startCpuProfile, stopCpuProfile } from '../src/admin/profile.js';
 import type { WorkerMeter } from '../src/admin/shared.js';
 import { serializeError } from '../src/errors.js';
 import type { SerializedError } from '../src/errors.js';
-import { R_CLOSE, R_ERROR, R_REPLY, ReplyWriter } from '../src/dispatch/reply-ring.js';
+import { R_CLOSE, R_ERROR, R_PUSH, R_REPLY, ReplyWriter } from '../src/dispatch/reply-ring.js';
+import { pushesLength, writePushes } from '../src/dispatch/push-wire.js';
 import {
   CTL_CONTROL,
   CTL_DOORBELL,
@@ -52,6 +53,15 @@ const YIELD_PENDING_MS = 1;
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const encoder8 = new TextEncoder();
 
+/** With a user framing the workers have no encoder: a push body goes bare, the main thread frames it. */
+const BARE: FrameEncoder = {
+  frameLength: (n) => n,
+  encodeInto: (body, buf, off) => {
+    buf.set(body, off);
+    return body.length;
+  },
+};
+
 /** Writes a message's outcome into the reply ring, framed by the built-in encoder. */
 class RingSink implements ReplySink<number> {
   readonly #out: ReplyWriter;
@@ -69,13 +79,20 @@ class RingSink implements ReplySink<number> {
     this.asyncCost = new Float64Array(slots);
   }
 
-  replies(slot: number, _ctx: Context, replies: Replies, close: boolean): void {
+  replies(slot: number, ctx: Context, replies: Replies, close: boolean): void {
     const enc = this.#encoder;
     // Sized first: frameLength throws for a reply over maxFrame before anything is written.
     let total = 0;
     if (replies !== null) {
       if (Array.isArray(replies)) for (const r of replies) total += enc ? enc.frameLength(r.length) : 4 + r.length;
       else total = enc ? enc.frameLength(replies.length) : 4 + replies.length;
+    }
+    const pushes = ctx.encodedPushes;
+    if (pushes !== null) {
+      // The pushes' record first (sized before either is written: all or nothing); their R_REPLY follows.
+      const framer = enc ?? BARE;
+      const { buf, offset } = this.#out.reserve(pushesLength(pushes, framer));
+      this.#out.commit(R_PUSH, slot, writePushes(pushes, framer, buf, offset), 0);
     }
     const { buf, offset } = this.#out.reserve(total);
     let off = offset;

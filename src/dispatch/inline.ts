@@ -6,6 +6,7 @@ import type { Replies, RuntimeSpec } from '../../workers/runtime.js';
 import { MessageRunner } from '../../workers/message.js';
 import type { ReplySink } from '../../workers/message.js';
 import { waitAtMost } from '../wait.js';
+import { framePushes } from './push-wire.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 
 /** Frame replies into one buffer (null when there are none). Throws if a reply cannot be framed. */
@@ -75,7 +76,10 @@ export class InlineExecutor implements ReplySink<DispatchTarget> {
       this.timeNext = false;
       this.clock = performance.now();
     }
-    target.deliver(ctx.sequence, 1, frameReplies(this.#framing, replies), close);
+    const bytes = frameReplies(this.#framing, replies);
+    const pushes = ctx.encodedPushes;
+    // Both framed before anything is delivered: all or nothing.
+    target.deliver(ctx.sequence, 1, bytes, close, pushes === null ? null : framePushes(this.#framing, pushes));
   }
 
   failed(target: DispatchTarget, ctx: Context, error: SerializedError): void {

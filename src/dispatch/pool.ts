@@ -15,7 +15,9 @@ import type { HandlerTiming } from './inline.js';
 import { OffloadPolicy } from './offload.js';
 import type { OffloadMode } from './offload.js';
 import type { ControlRequest, IdleWait, WorkerSpec } from './protocol.js';
-import { R_CLOSE, R_ERROR } from './reply-ring.js';
+import { R_CLOSE, R_ERROR, R_PUSH } from './reply-ring.js';
+import { readPushes } from './push-wire.js';
+import type { Push } from './push-wire.js';
 import type { ReplyReader, ReplyRecord } from './reply-ring.js';
 import { WorkerSet } from './workers.js';
 import { deathError, fateOf, timeoutError } from './recovery.js';
@@ -108,6 +110,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #keys = new Float64Array(MESSAGE_SLOTS);
   readonly #offsets = new Int32Array(MESSAGE_SLOTS);
   readonly #retries = new Uint8Array(MESSAGE_SLOTS);
+  /** A message's pushes (its R_PUSH record), until its R_REPLY record delivers them with its replies. */
+  readonly #pushes: (Push[] | null)[] = new Array(MESSAGE_SLOTS).fill(null);
   readonly #free = new Int32Array(MESSAGE_SLOTS);
   /** Per message slot: the shard it must run on, or -1 (any worker). */
   readonly #slotShard = new Int16Array(MESSAGE_SLOTS).fill(-1);
@@ -553,6 +557,12 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       this.#events.handlerError(target, this.#seqs[slot]!, error);
       return;
     }
+    if ((r.flags & R_PUSH) !== 0) {
+      // Assigned, not appended: a retried message (its worker died) writes its pushes again.
+      this.#pushes[slot] = readPushes(r.bytes, r.start, r.length, this.#reframe ? this.#framing : null);
+      return;
+    }
+    const pushes = this.#pushes[slot] ?? null;
     let bytes: Buffer | null = null;
     if (r.length > 0) {
       bytes = Buffer.allocUnsafe(r.length);
@@ -565,7 +575,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     // A message with affinity never runs inline: its cost must not move its kind (keyless ones may differ).
     if (this.#slotShard[slot] === -1) this.#policy.observe(this.#keys[slot]!, cost);
     this.#release(slot);
-    target.deliver(seq, 1, bytes, (r.flags & R_CLOSE) !== 0);
+    target.deliver(seq, 1, bytes, (r.flags & R_CLOSE) !== 0, pushes);
   };
 
   /** A message is done: its slot and its bytes are free again. */
@@ -576,6 +586,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       this.#shardLoad[shard]!--;
       this.#slotShard[slot] = -1;
     }
+    this.#pushes[slot] = null; // a message that failed on this side (its worker died) sends none
     this.#arena.free(this.#offsets[slot]!);
     Atomics.store(this.#view.state, slot, STATE_FREE);
     this.#free[this.#freeTop++] = slot;

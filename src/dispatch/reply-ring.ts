@@ -16,7 +16,8 @@
  *
  * Payload by flags: the encoded reply frames of the message (R_REPLY), or the JSON of
  * the serialized error that the message's replies follow (R_ERROR: a separate record,
- * never the last one of a message).
+ * never the last one of a message), or the message's pushes (R_PUSH: one record just
+ * before its R_REPLY record, payload written and read by push-wire.ts).
  */
 import type { MessagePort } from 'node:worker_threads';
 import { receiveMessageOnPort } from 'node:worker_threads';
@@ -35,6 +36,8 @@ export const R_CLOSE = 2;
 export const R_ERROR = 4;
 /** The payload came through the overflow port. */
 export const R_OVERFLOW = 8;
+/** The payload is the message's pushes (push-wire.ts); its R_REPLY record follows. */
+export const R_PUSH = 16;
 /** Not a record: the next record is at offset 0. */
 const R_WRAP = 0x80000000;
 

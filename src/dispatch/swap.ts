@@ -16,6 +16,7 @@ import { ShoalError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
 import { waitAtMost } from '../wait.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
+import type { Push } from './push-wire.js';
 
 /** Makes the dispatcher of one generation (0 = the first, made by the server's constructor). */
 export type DispatcherFactory = (events: DispatchEvents, generation: number) => Dispatcher;
@@ -42,8 +43,8 @@ class TargetView implements DispatchTarget {
   get remotePort(): number {
     return this.target.remotePort;
   }
-  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean): void {
-    this.target.deliver(seq, count, bytes, close);
+  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null = null): void {
+    this.target.deliver(seq, count, bytes, close, pushes);
   }
 }
 

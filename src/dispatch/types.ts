@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { ProxyHeader } from '../edge/proxy-protocol.js';
 import type { SerializedError } from '../errors.js';
+import type { Push } from './push-wire.js';
 
 /**
  * What the dispatcher needs of a connection. Connection implements it; the
@@ -17,9 +18,10 @@ export interface DispatchTarget {
   readonly proxy?: ProxyHeader | null;
   /**
    * Replies for `count` consecutive messages starting at `seq`, already framed
-   * (null: none). `close`: close the connection after writing them.
+   * (null: none). `close`: close the connection after writing them. `pushes`: what
+   * the message pushes to others (push-wire.ts), applied when its replies are released.
    */
-  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean): void;
+  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean, pushes?: Push[] | null): void;
   /** The dispatcher's wait lane for this connection (opaque to the connection). */
   lane: unknown;
 }
