@@ -256,6 +256,14 @@ export class ShoalMetrics {
     add('shoal_bytes_received_total', 'Bytes read from clients.', 'counter', one((s) => s.counters.bytesIn));
     add('shoal_bytes_sent_total', 'Bytes of replies written to clients.', 'counter', one((s) => s.counters.bytesOut));
     add('shoal_late_replies_total', 'Replies dropped because their connection had closed.', 'counter', one((s) => s.counters.lateReplies));
+    add('shoal_pushes_total', 'Pushes (ctx.sendTo/broadcast, server.send/broadcast) by outcome: sent (one per member written to), undelivered (the target had closed or was cut at sendQueueLimit), dropped (the sender closed before its message was released).', 'counter', () => {
+      const c = this.#take().stats.counters;
+      return [
+        { labels: { outcome: 'sent' }, value: c.pushesSent },
+        { labels: { outcome: 'undelivered' }, value: c.pushesUndelivered },
+        { labels: { outcome: 'dropped' }, value: c.pushesDropped },
+      ];
+    });
     add('shoal_frame_errors_total', 'Connections ended by a framing error, by code.', 'counter', () =>
       [...this.#frameErrors].map(([code, value]) => ({ labels: { code }, value })),
     );
