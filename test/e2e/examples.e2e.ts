@@ -30,7 +30,7 @@ function gallery(): Example[] {
 describe("README's examples gallery", () => {
   const examples = gallery();
 
-  it('lists echo, bench protocol, JSON routes, TypeScript and Redis', () => {
+  it('lists echo, bench protocol, JSON routes, TypeScript, Redis and chat', () => {
     const handlers = examples.map((e) => /--handler (\S+)/.exec(e.start)![1]);
     expect(handlers).toEqual([
       'examples/echo/handler.js',
@@ -38,6 +38,7 @@ describe("README's examples gallery", () => {
       'examples/json-routes/handler.js',
       'examples/typescript/handler.ts',
       'examples/resp/handler.js',
+      'examples/chat/handler.js',
     ]);
   });
 
