@@ -173,7 +173,10 @@ export const OPTIONS = {
   // Pushes (broadcasts to a group) are not bounded by what the peer itself sends, as replies
   // are by maxInFlight: a member that stops reading is cut here, before sendTimeout, so a
   // fast broadcaster cannot grow its queue without bound. 16 x the high water mark.
-  sendQueueLimit: { kind: 'size', group: 'budgets', help: 'queued bytes past which a push cuts a connection (SHOAL_SEND_QUEUE_FULL)', default: 16 * MiB, min: 1 },
+  sendQueueLimit: {
+    kind: 'size', group: 'budgets', help: 'queued bytes past which a push cuts a connection (SHOAL_SEND_QUEUE_FULL)', min: 1,
+    default: 16 * MiB, defaultText: '16MiB, or 16 x --send-high-water if more',
+  },
   idleTimeout: {
     kind: 'duration', group: 'budgets', help: 'close a silent connection with nothing in flight, 0 = off',
     default: 0, // as net.Server

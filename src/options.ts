@@ -260,6 +260,9 @@ export function resolveHandlerUrl(handler: string | URL): string {
   return pathToFileURL(isAbsolute(handler) ? handler : resolve(handler)).href;
 }
 
+/** sendQueueLimit's default follows sendHighWater at this ratio when that is more than 16 MiB. */
+const QUEUE_LIMIT_PER_HIGH_WATER = 16;
+
 /** Validate, then default, in one block (undici style). Throws InvalidOptionError. */
 export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (o === null || typeof o !== 'object') throw new InvalidOptionError('options must be an object');
@@ -288,6 +291,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
       `sendLowWater (${resolved.sendLowWater}) must not exceed sendHighWater (${resolved.sendHighWater})`,
     );
   }
+  // Not given: 16 x the high water mark when that is more than the default (a server tuned for big queues keeps the ratio).
+  if (o.sendQueueLimit === undefined) resolved.sendQueueLimit = Math.max(resolved.sendQueueLimit, QUEUE_LIMIT_PER_HIGH_WATER * resolved.sendHighWater);
   if (resolved.sendQueueLimit < resolved.sendHighWater) {
     throw new InvalidOptionError(
       `sendQueueLimit (${resolved.sendQueueLimit}) must not be below sendHighWater (${resolved.sendHighWater}): the high water mark pauses first, the limit cuts`,

@@ -43,6 +43,13 @@ describe('resolveOptions', () => {
     expect(code(() => resolveOptions({ handler, routing: { idBytes: 3 as never } }))).toBe('SHOAL_INVALID_OPTION');
   });
 
+  it('sendQueueLimit: 16 MiB, following sendHighWater x 16 when not given; given, never below sendHighWater', () => {
+    expect(resolveOptions({ handler }).sendQueueLimit).toBe(16 * 1024 * 1024);
+    expect(resolveOptions({ handler, sendHighWater: 4 * 1024 * 1024 }).sendQueueLimit).toBe(64 * 1024 * 1024);
+    expect(resolveOptions({ handler, sendQueueLimit: 2 * 1024 * 1024 }).sendQueueLimit).toBe(2 * 1024 * 1024);
+    expect(() => resolveOptions({ handler, sendQueueLimit: 1000, sendHighWater: 5000, sendLowWater: 10 })).toThrow(/sendQueueLimit \(1000\) must not be below sendHighWater \(5000\)/);
+  });
+
   it('framing maxFrame defaults to the server maxFrame', () => {
     const o = resolveOptions({ handler, maxFrame: 100, framing: { type: 'line' } });
     expect(() => o.framing.encoder.frameLength(101)).toThrow(/exceeds the maximum of 100/);

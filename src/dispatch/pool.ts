@@ -263,6 +263,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   /** Put a message back in the shared queue (a retry). */
   #requeue(slot: number): void {
+    this.#pushes[slot] = null; // the run again writes its own (maybe different) pushes
     if (this.#writer.hasRoom) {
       this.#writer.append(slot);
       this.#wakeSoon();
