@@ -3,6 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ServerOptions, ShoalServer } from '../../dist/src/index.js';
 import { FIXTURES, start } from '../helpers/server.js';
 import type { Running } from '../helpers/server.js';
+import { adminPort, sample, scrape } from '../admin/helpers.js';
+import { waitFor } from '../helpers/wire.js';
 import { from, member } from './helpers.js';
 import type { Member } from './helpers.js';
 
@@ -128,6 +130,21 @@ describe.each([
     expect(c.pushesSent).toBe(1);
   });
 
+  it('the pushes of a message whose connection was reset before its reply are dropped and counted', async () => {
+    const server = await serve(workers);
+    const [listener] = await join('room', 1);
+    const gone = await member(running!.port);
+    const closed = once(server, 'connectionClose');
+    gone.send('slow 300 never sent'); // async: it completes after the reset
+    await waitFor(() => server.stats().connections.inFlight === 1, 'the slow message read');
+    gone.client.socket.resetAndDestroy();
+    await closed;
+    await waitFor(() => server.stats().counters.pushesDropped === 1, 'the dropped push counted');
+    listener!.send('say room still here');
+    await listener!.until(2, 'the listener\'s own broadcast');
+    expect(listener!.frames).toEqual(['joined room', 'still here']);
+  });
+
   it('a member that never reads is cut at sendQueueLimit while the others keep receiving', async () => {
     // The limit well above one turn's burst (16 in flight x 16 KiB): only a peer that stops reading reaches it.
     const server = await serve(workers, { sendHighWater: 256 * 1024, sendLowWater: 64 * 1024, sendQueueLimit: 4 * 1024 * 1024, maxInFlightPerConnection: 16 });
@@ -175,6 +192,18 @@ describe('pushes from the main thread', () => {
     expect(() => server.send(0, 'x')).toThrow(expect.objectContaining({ code: 'SHOAL_PUSH_INVALID' }));
     expect(() => server.broadcast(null)).toThrow(expect.objectContaining({ code: 'SHOAL_PUSH_INVALID' }));
     expect(() => server.broadcast('x', { group: '' })).toThrow(expect.objectContaining({ code: 'SHOAL_PUSH_INVALID' }));
+  });
+
+  it('the admin endpoint counts pushes by outcome', async () => {
+    const server = await serve(2, { admin: { port: 0 } });
+    const [a] = await join('room', 1);
+    expect(server.broadcast('hello', { group: 'room' })).toBe(1);
+    expect(server.send(424_242, 'nobody')).toBe(false);
+    await a!.until(2, 'the broadcast');
+    const m = await scrape(adminPort(server));
+    expect(sample(m, 'shoal_pushes_total', { outcome: 'sent' })).toBe(1);
+    expect(sample(m, 'shoal_pushes_total', { outcome: 'undelivered' })).toBe(1);
+    expect(sample(m, 'shoal_pushes_total', { outcome: 'dropped' })).toBe(0);
   });
 
   it('a connection leaves its groups when it closes', async () => {
