@@ -194,6 +194,15 @@ describe('pushes from the main thread', () => {
     expect(() => server.broadcast('x', { group: '' })).toThrow(expect.objectContaining({ code: 'SHOAL_PUSH_INVALID' }));
   });
 
+  it('under routing a push carries the route id of the message that made it, like its reply', async () => {
+    running = await start({ handler: `${FIXTURES}push-routes.js`, routing: { idBytes: 4 }, workers: 2, offload: 'always' });
+    const m = await member(running.port);
+    members.push(m);
+    m.client.send(Buffer.from([0, 0, 0, 7, 0x78]));
+    await m.until(2, 'the push and the reply');
+    expect(m.frames).toEqual(['\0\0\0\x07pushed', '\0\0\0\x07replied']);
+  });
+
   it('the admin endpoint counts pushes by outcome', async () => {
     const server = await serve(2, { admin: { port: 0 } });
     const [a] = await join('room', 1);
