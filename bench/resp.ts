@@ -19,8 +19,22 @@ import { CLI, ROOT, codeVersion, guardChildren, startServer, track, waitExit } f
 import type { RunningServer } from './harness.js';
 import { median, ratio, round } from './stats.js';
 
+const HELP = `Usage: node dist/bench/resp.js [options]   (npm run bench:resp -- [options])
+
+  --runs <n>            interleaved runs, medians reported (default 3)
+  --requests <n>        redis-benchmark -n per test (default 200000)
+  --clients <n>         redis-benchmark -c (default 50)
+  --pipeline <n>        redis-benchmark -P (default 16)
+  --tests <list>        redis-benchmark -t (default ping,set,get,incr,lpush,lpop)
+  --hash-rounds <n>     SHA-256 steps per HASHCHAIN command (default 1000)
+  --hash-requests <n>   HASHCHAIN commands per run (default 10000)
+  --out                 write bench/results/<date>-resp.md
+  -h, --help
+`;
+
 const { values } = parseArgs({
   options: {
+    help: { type: 'boolean', short: 'h', default: false },
     runs: { type: 'string', default: '3' },
     requests: { type: 'string', default: '200000' },
     clients: { type: 'string', default: '50' },
@@ -31,6 +45,10 @@ const { values } = parseArgs({
     out: { type: 'boolean', default: false },
   },
 });
+if (values.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
 const RUNS = Number(values.runs);
 const N = Number(values.requests);
 const CLIENTS = Number(values.clients);
@@ -154,7 +172,7 @@ const lines = [
   `# RESP: shoal's Redis example vs redis-server (${new Date().toISOString().slice(0, 10)})`,
   '',
   `- command: \`redis-benchmark -c ${CLIENTS} -P ${PIPELINE} -n ${N} -t ${values.tests} --csv\`, against each server in turn, ${RUNS} interleaved runs, medians`,
-  `- shoal: \`shoal start --framing resp --handler examples/resp/handler.js --workers 0|2\` (the keyspace on one worker through the keyed affinity)`,
+  `- shoal: \`shoal start --framing resp --handler examples/resp/handler.js --workers 0|2\` (the keyspace on the main thread: the MAIN_THREAD affinity key; HASHCHAIN in the pool)`,
   `- code ${codeVersion()}, node ${process.version}, ${version('redis-server').split(' ').slice(0, 3).join(' ')}, ${version('redis-benchmark')}`,
   `- machine: ${cpus().length} x ${cpus()[0]?.model ?? 'unknown'}`,
   '',

@@ -15,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import { ShoalError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
 import { waitAtMost } from '../wait.js';
+import type { ProxyHeader } from '../edge/proxy-protocol.js';
 import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
 import type { Push } from './push-wire.js';
 
@@ -42,6 +43,9 @@ class TargetView implements DispatchTarget {
   }
   get remotePort(): number {
     return this.target.remotePort;
+  }
+  get proxy(): ProxyHeader | null {
+    return this.target.proxy ?? null;
   }
   deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null = null): void {
     this.target.deliver(seq, count, bytes, close, pushes);

@@ -165,4 +165,22 @@ describe('ctx.proxy: the header reaches the handler, inline and in the workers',
       expect(replies(await exchange(plain.port, lengthFrame('?')))).toEqual(['none']);
     });
   }
+  it('after a reload too (the new generation sees the connection through a view)', async () => {
+    const r = await start({ handler: `${FIXTURES}proxy-info.js`, workers: 2, offload: 'always', proxyProtocol: { mode: 'v2', trusted: ['127.0.0.1'] } });
+    running.push(r);
+    const peer = await rawConnect(r.port);
+    peer.socket.write(Buffer.concat([encodeProxyV2(CLIENT), lengthFrame('?')]));
+    await within(waitForFrames(peer, 1), 10_000, 'the first reply');
+    await r.server.reload();
+    peer.socket.write(lengthFrame('?'));
+    await within(waitForFrames(peer, 2), 10_000, 'the reply after the reload');
+    const got = replies(peer.received());
+    expect(JSON.parse(got[1]!)).toMatchObject({ version: 2, destination: CLIENT.destination, client: `${CLIENT.source.address}:${CLIENT.source.port}` });
+    peer.socket.destroy();
+  });
 });
+
+/** Resolves once `peer` has received `n` whole length frames. */
+async function waitForFrames(peer: Awaited<ReturnType<typeof rawConnect>>, n: number): Promise<void> {
+  while (splitLengthFrames(peer.received()).length < n) await once(peer.socket, 'data');
+}
