@@ -33,6 +33,8 @@ export {
 export type { ResolvedRespOptions } from './framing/index.js';
 export { resp, encodeResp } from './resp.js';
 export { MAIN_THREAD } from './dispatch/affinity.js';
+export type { AffinityKeyValue } from './dispatch/affinity.js';
+export type { Push, PushOp } from './dispatch/push-wire.js';
 export type { RespValue, RespReply } from './resp.js';
 export type * from './framing/types.js';
 export type {

@@ -29,7 +29,8 @@ export const P_BROADCAST = 2;
 export const P_JOIN = 3;
 /** The sender's connection leaves the group. */
 export const P_LEAVE = 4;
-export type PushOp = typeof P_SEND_TO | typeof P_BROADCAST | typeof P_JOIN | typeof P_LEAVE;
+/** What a push does: 1 send to one connection, 2 broadcast, 3 join, 4 leave (the P_* constants). */
+export type PushOp = 1 | 2 | 3 | 4;
 
 /** Longest group name, in UTF-8 bytes (it travels in a u16 and is a Map key on the main thread). */
 export const MAX_GROUP_BYTES = 1024;
@@ -49,8 +50,11 @@ export interface PushIntent {
 /** A push ready to apply on the main thread: `bytes` framed (null for join/leave). */
 export interface Push {
   op: PushOp;
+  /** The target of P_SEND_TO (0 otherwise). */
   connectionId: number;
+  /** The group of P_BROADCAST (null: every connection), P_JOIN, P_LEAVE. */
   group: string | null;
+  /** The framed body (null for join/leave). */
   bytes: Buffer | null;
 }
 
