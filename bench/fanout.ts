@@ -20,7 +20,7 @@ import type { Socket } from 'node:net';
 import { cpus, hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CLI, ROOT, guardChildren, sleep, startServer } from './harness.js';
+import { CLI, ROOT, guardChildren, numberOption, sleep, startServer } from './harness.js';
 import type { RunningServer, ServerCommand } from './harness.js';
 import { sampleTree, ticksPerSecond } from './proc.js';
 import { median, ratio, round } from './stats.js';
@@ -58,11 +58,7 @@ if (values.help) {
   process.stdout.write(HELP);
   process.exit(0);
 }
-const num = (name: keyof typeof values, min: number): number => {
-  const n = Number(values[name]);
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got ${String(values[name])})`);
-  return n;
-};
+const num = (name: keyof typeof values, min: number): number => numberOption(values, name, min);
 const MEMBERS = num('members', 1);
 const SENDERS = num('senders', 1);
 const WINDOW = num('window', 1);

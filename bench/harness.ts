@@ -20,6 +20,13 @@ export const HANDLER = join(HANDLER_DIR, 'handler.js');
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A numeric command-line option (parseArgs gives strings): a number >= min, or an error naming the flag. */
+export function numberOption(values: Record<string, unknown>, name: string, min: number): number {
+  const n = Number(values[name]);
+  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got ${String(values[name])})`);
+  return n;
+}
+
 // ---------------------------------------------------------------------------- children
 
 const children = new Set<ChildProcess>();

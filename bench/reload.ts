@@ -22,7 +22,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { connect } from '../src/index.js';
 import type { Client } from '../src/index.js';
-import { CLI, ROOT, guardChildren, sleep, track, waitExit } from './harness.js';
+import { CLI, ROOT, guardChildren, numberOption, sleep, track, waitExit } from './harness.js';
 import { round } from './stats.js';
 
 const HELP = `Usage: node dist/bench/reload.js [options]   (npm run bench:reload -- [options])
@@ -54,11 +54,7 @@ if (values.help) {
   process.stdout.write(HELP);
   process.exit(0);
 }
-const num = (name: keyof typeof values, min: number): number => {
-  const n = Number(values[name]);
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got ${String(values[name])})`);
-  return n;
-};
+const num = (name: keyof typeof values, min: number): number => numberOption(values, name, min);
 const CONNECTIONS = num('connections', 1);
 const DEPTH = num('depth', 1);
 const DURATION = num('duration', 1) * 1000;
