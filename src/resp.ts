@@ -116,7 +116,43 @@ function encodedLength(v: RespValue): number {
   throw new HandlerError(`a 'resp' handler must return a RESP value (resp.* helpers, a string, bytes, an integer, null or an array of them); got ${describe(v)}`);
 }
 
-const bulkLength = (n: number): number => 1 + String(n).length + 2 + n + 2;
+const bulkLength = (n: number): number => 1 + digits(n) + 2 + n + 2;
+
+/** Decimal digits of a non-negative safe integer (no string made). */
+function digits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Write a non-negative safe integer's decimal digits at `at`; returns the end. */
+function writeDigits(out: Buffer, at: number, n: number): number {
+  const end = at + digits(n);
+  let i = end;
+  do {
+    const q = Math.floor(n / 10);
+    out[--i] = 0x30 + (n - q * 10);
+    n = q;
+  } while (n > 0);
+  return end;
+}
+
+/** `<type><n>\r\n` for a non-negative safe integer n: a bulk's or an array's header, or an integer reply. */
+function writeHeader(out: Buffer, at: number, type: number, n: number): number {
+  out[at] = type;
+  at = writeDigits(out, at + 1, n);
+  out[at] = CR;
+  out[at + 1] = LF;
+  return at + 2;
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const DOLLAR = 0x24;
+const COLON = 0x3a;
 
 function describe(v: unknown): string {
   if (typeof v === 'number') return `the number ${v}`;
@@ -137,6 +173,8 @@ function writeValue(v: RespValue, out: Buffer, at: number): number {
       return writeAscii(out, at, '\r\n');
     }
     case 'number':
+      if (v >= 0) return writeHeader(out, at, COLON, v);
+      return writeAscii(out, at, `:${v}\r\n`);
     case 'bigint':
       return writeAscii(out, at, `:${v}\r\n`);
     default:
@@ -165,13 +203,41 @@ function writeValue(v: RespValue, out: Buffer, at: number): number {
 }
 
 function writeBulk(b: Uint8Array, out: Buffer, at: number): number {
-  at = writeAscii(out, at, `$${b.length}\r\n`);
+  const n = b.length;
+  at = writeHeader(out, at, DOLLAR, n);
   out.set(b, at);
-  return writeAscii(out, at + b.length, '\r\n');
+  at += n;
+  out[at] = CR;
+  out[at + 1] = LF;
+  return at + 2;
 }
+
+/**
+ * The replies most commands give, encoded once. Shared by every reply that is one of
+ * them: reply bytes are only ever read (written to sockets, copied into rings).
+ */
+const NIL_BYTES = Buffer.from('$-1\r\n', 'latin1');
+const OK_BYTES = Buffer.from('+OK\r\n', 'latin1');
+const PONG_BYTES = Buffer.from('+PONG\r\n', 'latin1');
+const NULL_ARRAY_BYTES = Buffer.from('*-1\r\n', 'latin1');
 
 /** One RESP value as wire bytes (the `resp` codec's encoder). Throws HandlerError for what RESP2 cannot carry. */
 export function encodeResp(value: RespValue): Buffer {
+  // The common replies first, without the general two passes (GET, SET, INCR, PING on every command).
+  if (value === null) return NIL_BYTES;
+  if (value === resp.ok) return OK_BYTES;
+  if (value === resp.pong) return PONG_BYTES;
+  if (value === resp.nullArray) return NULL_ARRAY_BYTES;
+  if (value instanceof Uint8Array) {
+    const out = Buffer.allocUnsafe(bulkLength(value.length));
+    writeBulk(value, out, 0);
+    return out;
+  }
+  if (typeof value === 'number' && value >= 0 && Number.isSafeInteger(value)) {
+    const out = Buffer.allocUnsafe(3 + digits(value));
+    writeHeader(out, 0, COLON, value);
+    return out;
+  }
   const out = Buffer.allocUnsafe(encodedLength(value));
   writeValue(value, out, 0);
   return out;

@@ -346,6 +346,15 @@ export class HandlerRuntime {
     return new HandlerRuntime(spec, mod);
   }
 
+  /**
+   * Every reply body this runtime makes is already one wire frame: the `resp` codec's
+   * bodies (and its error replies) are each exactly one RESP value, and the RESP framing
+   * sends a value as it is. A sink may then skip the framing's check and copy.
+   */
+  get repliesFramed(): boolean {
+    return this.spec.codec === 'resp' && this.spec.respErrors === true;
+  }
+
   /** The module's affinityKey export, or null. */
   get affinityKey(): AffinityKeyFn | null {
     return this.#mod.affinityKey;

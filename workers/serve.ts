@@ -73,10 +73,14 @@ class RingSink implements ReplySink<number> {
   /** Sync handler time of each pending async message, by slot: an async message's cost is its sync part. */
   readonly asyncCost: Float64Array;
 
-  constructor(out: ReplyWriter, encoder: FrameEncoder | null, slots: number) {
+  /** Reply bodies are already frames (RESP, HandlerRuntime.repliesFramed): copied without the framing's check. */
+  readonly #framed: boolean;
+
+  constructor(out: ReplyWriter, encoder: FrameEncoder | null, slots: number, framed: boolean) {
     this.#out = out;
     this.#encoder = encoder;
     this.asyncCost = new Float64Array(slots);
+    this.#framed = encoder !== null && encoder.identity === true && framed;
   }
 
   replies(slot: number, ctx: Context, replies: Replies, close: boolean): void {
@@ -110,6 +114,10 @@ class RingSink implements ReplySink<number> {
   /** One reply frame; with no encoder (a user framing) as [u32 BE length][body] for the main thread to frame. */
   #one(body: Uint8Array, buf: Uint8Array, off: number): number {
     const enc = this.#encoder;
+    if (this.#framed) {
+      buf.set(body, off);
+      return body.length; // sized by frameLength() in replies()
+    }
     if (enc !== null) return enc.encodeInto(body, buf, off);
     new DataView(buf.buffer, buf.byteOffset).setUint32(off, body.length);
     buf.set(body, off + 4);
@@ -130,7 +138,7 @@ export async function serve(task: ServeTask, runtime: HandlerRuntime, encoder: F
   const started = new Float64Array(task.cell, 0, 2);
   cell[W_CURRENT] = -1;
   Atomics.store(cell, W_THREAD, threadId);
-  const sink = new RingSink(out, encoder, view.slots);
+  const sink = new RingSink(out, encoder, view.slots, runtime.repliesFramed);
   const runner = new MessageRunner<number>(runtime, sink, handlerTimeout);
   const dataBuffer = data.buffer as SharedArrayBuffer;
   const gen = task.gen;

@@ -45,6 +45,8 @@ export class InlineExecutor implements ReplySink<DispatchTarget> {
   readonly #framing: Framing;
   readonly #events: DispatchEvents;
   readonly runner: MessageRunner<DispatchTarget>;
+  /** A lone reply body is already its frame (RESP): sent as it is, not copied into a new buffer. */
+  readonly #framed: boolean;
   /** Async handlers not settled yet. */
   pending = 0;
 
@@ -52,6 +54,7 @@ export class InlineExecutor implements ReplySink<DispatchTarget> {
     this.#framing = framing;
     this.#events = events;
     this.runner = new MessageRunner(runtime, this, asyncTimeout);
+    this.#framed = framing.encoder.identity === true && runtime.repliesFramed;
   }
 
   /** Run one message; resolves (never rejects) once an async handler's replies are delivered. */
@@ -76,7 +79,13 @@ export class InlineExecutor implements ReplySink<DispatchTarget> {
       this.timeNext = false;
       this.clock = performance.now();
     }
-    const bytes = frameReplies(this.#framing, replies);
+    let bytes: Uint8Array | null;
+    if (this.#framed && replies !== null && !Array.isArray(replies)) {
+      this.#framing.encoder.frameLength(replies.length); // maxFrame still holds
+      bytes = replies;
+    } else {
+      bytes = frameReplies(this.#framing, replies);
+    }
     const pushes = ctx.encodedPushes;
     // Both framed before anything is delivered: all or nothing.
     target.deliver(ctx.sequence, 1, bytes, close, pushes === null ? null : framePushes(this.#framing, pushes));

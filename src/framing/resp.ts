@@ -79,9 +79,15 @@ export function parseCount(buf: Uint8Array, from: number, to: number): number {
 }
 
 /** Index of the first CR in buf[from, to), or -1. */
-function findCR(buf: Buffer, from: number, to: number): number {
-  const at = buf.indexOf(CR, from);
-  return at < 0 || at >= to ? -1 : at;
+/**
+ * The CR ending a count line that starts at `from`, or -1. Looked for in JS over at most
+ * MAX_COUNT_LINE + 1 bytes: a count line is a few bytes, and a native indexOf() call costs
+ * more than the scan. A line with no CR that soon is refused by the caller either way.
+ */
+function findCR(buf: Uint8Array, from: number, to: number): number {
+  const stop = to < from + MAX_COUNT_LINE + 1 ? to : from + MAX_COUNT_LINE + 1;
+  for (let i = from; i < stop; i++) if (buf[i] === CR) return i;
+  return -1;
 }
 
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === CR || c === LF || c === 0x0b || c === 0x0c;
@@ -182,13 +188,14 @@ export function parseCommand(frame: Buffer): Buffer[] {
     return args;
   }
   // The RESP framing has checked all of this; the checks stay for a frame cut by another framing.
-  let cr = frame.indexOf(CR, 1);
-  const count = parseCount(frame, 1, cr);
-  if (!(count >= 0) || count > frame.length) throw new BadRequestError('not a RESP command: bad array header');
+  const end = frame.length;
+  let cr = findCR(frame, 1, end);
+  const count = cr < 0 ? NaN : parseCount(frame, 1, cr);
+  if (!(count >= 0) || count > end) throw new BadRequestError('not a RESP command: bad array header');
   const args = new Array<Buffer>(count);
   let p = cr + 2;
   for (let k = 0; k < count; k++) {
-    cr = frame[p] === DOLLAR ? frame.indexOf(CR, p + 1) : -1;
+    cr = frame[p] === DOLLAR ? findCR(frame, p + 1, end) : -1;
     const len = cr < 0 ? NaN : parseCount(frame, p + 1, cr);
     if (!(len >= 0) || cr + 4 + len > frame.length) throw new BadRequestError(`not a RESP command: bad bulk header of element ${k}`);
     p = cr + 2;
@@ -416,6 +423,7 @@ export function respValueEnd(body: Uint8Array, at: number): number {
  * command. Checked on the headers only: a bulk's body is skipped by its length.
  */
 export class RespEncoder implements FrameEncoder {
+  readonly identity = true;
   readonly #max: number;
   constructor(maxFrame: number) {
     this.#max = maxFrame;

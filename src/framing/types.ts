@@ -29,6 +29,12 @@ export interface FrameEncoder {
   frameLength(bodyLength: number): number;
   /** Write the framed body into `out` at `offset`; returns the bytes written (= frameLength). */
   encodeInto(body: Uint8Array, out: Uint8Array, offset: number): number;
+  /**
+   * Frames are their bodies (RESP: a reply is one RESP value): frameLength(n) is n and
+   * encodeInto() only checks the body and copies it. A body its codec already made as a
+   * frame (HandlerRuntime.repliesFramed) then goes out as it is, after frameLength().
+   */
+  readonly identity?: boolean;
 }
 
 /** A framing: how to make a decoder (one per connection when it holds state) and the shared encoder. */
