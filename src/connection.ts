@@ -47,6 +47,18 @@ const WRITE_DIRECT = 1;
 const WRITE_CUT = 2;
 const WRITE_TICK = 3;
 
+/**
+ * Small replies made while one read's frames are cut (WRITE_CUT) are gathered and leave as
+ * one buffer: a copy of a few hundred bytes costs less than a socket.write() per reply.
+ * One list for the whole thread: only the connection whose frames are being cut gathers.
+ */
+const GATHER_MAX_BYTES = 1024;
+/** At most this much is gathered before it is written (bounds the bytes the high water mark does not see yet). */
+const GATHER_LIMIT_BYTES = 16 * GATHER_MAX_BYTES;
+const gathered: Uint8Array[] = [];
+let gatheredBytes = 0;
+let gatherer: Connection | null = null;
+
 /** How long a closing connection waits for the peer's FIN before it is destroyed. */
 const LINGER_MS = 2_000;
 
@@ -276,10 +288,26 @@ export class Connection implements DispatchTarget {
 
   /** Cut and dispatch frames while no budget says stop. */
   #pump(): void {
+    if (this.#writeMode !== WRITE_IDLE) {
+      this.#cutFrames(); // inside an outer pump or a tick: that one flushes
+      this.#maybeFinish();
+      return;
+    }
+    this.#writeMode = WRITE_DIRECT;
+    try {
+      this.#cutFrames();
+    } finally {
+      // Whatever happened, nothing gathered or corked stays behind this read.
+      if (gatherer === this) this.#flushGathered();
+      if (this.#writeMode === WRITE_CUT) this.#socket.uncork();
+      if (this.#writeMode !== WRITE_TICK) this.#writeMode = WRITE_IDLE;
+    }
+    this.#maybeFinish();
+  }
+
+  #cutFrames(): void {
     const reader = this.#reader;
     const max = this.#limits.maxInFlight;
-    const outer = this.#writeMode === WRITE_IDLE;
-    if (outer) this.#writeMode = WRITE_DIRECT;
     while ((this.#paused & ~PAUSE_DRAIN) === 0 && this.#failed === null && this.#state !== 'closed') {
       let frame: Buffer | null;
       try {
@@ -293,9 +321,10 @@ export class Connection implements DispatchTarget {
         break;
       }
       if (this.#writeMode === WRITE_DIRECT && reader.buffered > 0) {
-        // More frames follow in what was read: their replies leave in one write (below).
+        // More frames follow in what was read: their replies leave in one write (#pump).
         this.#writeMode = WRITE_CUT;
         this.#socket.cork();
+        if (gatherer === null) gatherer = this;
       }
       const seq = this.#nextSeq++;
       this.#framesIn++;
@@ -305,11 +334,6 @@ export class Connection implements DispatchTarget {
         this.#hooks.onBudget(this, 'maxInFlightPerConnection');
       }
     }
-    if (outer) {
-      if (this.#writeMode === WRITE_CUT) this.#socket.uncork();
-      if (this.#writeMode !== WRITE_TICK) this.#writeMode = WRITE_IDLE;
-    }
-    this.#maybeFinish();
   }
 
   #frameError(err: unknown): void {
@@ -415,11 +439,47 @@ export class Connection implements DispatchTarget {
       process.nextTick(Connection.#uncorkTick, this);
     }
     this.#bytesOut += bytes.length;
+    if (gatherer === this) {
+      if (bytes.length <= GATHER_MAX_BYTES && gatheredBytes + bytes.length <= GATHER_LIMIT_BYTES) {
+        gathered.push(bytes);
+        gatheredBytes += bytes.length;
+        return;
+      }
+      this.#flushGathered(); // in order: what was gathered goes first
+      gatherer = this;
+    }
     socket.write(bytes);
+  }
+
+  /** Write what this connection gathered (#write), as one buffer. */
+  #flushGathered(): void {
+    gatherer = null;
+    const n = gathered.length;
+    if (n === 0) return;
+    if (this.#socket.destroyed) {
+      gathered.length = 0;
+      gatheredBytes = 0;
+      return; // reset while its frames were cut: what was queued is lost, as for any write
+    }
+    let out: Uint8Array;
+    if (n === 1) out = gathered[0]!;
+    else {
+      const b = Buffer.allocUnsafe(gatheredBytes);
+      let at = 0;
+      for (let i = 0; i < n; i++) {
+        b.set(gathered[i]!, at);
+        at += gathered[i]!.length;
+      }
+      out = b;
+    }
+    gathered.length = 0;
+    gatheredBytes = 0;
+    this.#socket.write(out);
   }
 
   /** The tick's flush (WRITE_TICK), or any cork before the FIN. */
   #uncork(): void {
+    if (gatherer === this) this.#flushGathered(); // a FIN in the middle of a read's frames
     if (this.#writeMode === WRITE_TICK || this.#writeMode === WRITE_CUT) this.#socket.uncork();
     this.#writeMode = WRITE_IDLE;
   }

@@ -494,9 +494,10 @@ export function commandIs(frame: Uint8Array, name: string): boolean {
   let at: number;
   let len: number;
   if (frame[0] === STAR) {
-    let p = frame.indexOf(LF, 1) + 1;
-    if (p === 0 || frame[p] !== DOLLAR) return false;
-    const cr = frame.indexOf(CR, p + 1);
+    const end = frame.length;
+    let p = findCR(frame, 1, end) + 2; // a frame the decoder cut has CRLF after its count
+    if (p === 1 || frame[p] !== DOLLAR) return false;
+    const cr = findCR(frame, p + 1, end);
     len = cr < 0 ? NaN : parseCount(frame, p + 1, cr);
     p = cr + 2;
     at = p;
