@@ -6,7 +6,10 @@
  * handler, and with --compare-ref the pool of another commit (built in a checkout under
  * $TMPDIR). Load from the native generator (bench/loadgen/), which verifies
  * every reply and reports its own CPU. Interleaved: run r is the outer loop, a fresh
- * server per run, the median of the runs per cell. Then cold-start memory (10,000
+ * server per run, the median of the runs per cell. The closed cells run first: an
+ * open-loop cell's rate is a share of the median of the pool's runs of its capacity cell
+ * (one run's figure drifts with the machine by up to 1.5x, and a rate set from a lucky run
+ * is an overload, not a half load). Then cold-start memory (10,000
  * connections used once against a fresh server) and the generator agreement check.
  * Writes bench/results/<date>-shapes-<host>.{json,md,svg}.
  *
@@ -43,7 +46,8 @@ const HELP = `Usage: node dist/bench/shapes.js [options]   (npm run bench:shapes
   --server-args "<flags>"  extra \`shoal start\` flags for the pool server (split on spaces)
   --compare-ref <git-ref>  also run the pool server of that commit (built in $TMPDIR/shoal-ref-<commit>/)
   --ref-server-args "..."  extra \`shoal start\` flags for the ref's pool server (default none)
-  --open-fraction <x>      open-loop rate as a share of the pool's closed-loop capacity (default 0.5)
+  --open-fraction <x>      open-loop rate as a share of the pool's closed-loop capacity
+                           (the median of its runs of the capacity cell; default 0.5)
   --gen-threads <n>        load generator threads (default 1)
   --memory-connections <n> connections of the cold-start memory run (default 10000)
   --recalibrate            measure K again
@@ -352,7 +356,7 @@ function markdown(r: Results, svgFile: string): string {
   if (ratios.length) lines.push('', '## req/s and ratios (closed loop)', '', ...ratios);
   const open = openTable(r.cells, r.summaries, r.servers, r.rates);
   if (open.length) {
-    lines.push('', `## Open loop at ${Math.round(r.settings.openFraction * 100)}% of the pool's closed-loop capacity (latency from the scheduled send time)`, '', ...open);
+    lines.push('', `## Open loop at ${Math.round(r.settings.openFraction * 100)}% of the pool's closed-loop capacity (the median of its runs; latency from the scheduled send time)`, '', ...open);
   }
   lines.push(...memoryLines(r), ...agreeLines(r));
   if (r.runs.length) lines.push('', '## Every cell', '', '| cell | server | req/s (min–max) | p50 | p99 | p99.9 ms | server CPU % | peak RSS MiB | generator CPU % | other load % | errors |', '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
@@ -506,16 +510,23 @@ async function main(): Promise<number> {
       return null;
     }
   };
-  /** The capacity behind an open-loop cell: the pool's run-1 figure of its closed cell (measured now if not in the grid). */
+  /**
+   * The capacity behind an open-loop cell: the median of the pool's runs of its closed cell
+   * (when the cell is not in the grid, `runs` probe runs of it, measured now).
+   */
   const capacity = async (cell: ShapeCell): Promise<number> => {
     const baseServer: ShapeServerId = serverIds.includes('pool') ? 'pool' : serverIds[0]!;
     const refCell = [...CELLS, ...PROBES].find((c) => c.id === cell.capacityOf)!;
-    const have = records.find((r) => r.rep === 1 && r.cell === refCell.id && r.server === baseServer && !r.failure);
-    if (have) return have.rps;
-    const probe = await runOnce(0, refCell, baseServer, setup, plan(refCell));
-    probes.push(probe);
-    log(`capacity probe ${refCell.id} ${baseServer}: ${Math.round(probe.rps)} req/s${probe.failure ? ` (FAILED ${probe.failure})` : ''}`);
-    return probe.rps;
+    const have = records.filter((r) => r.cell === refCell.id && r.server === baseServer && !r.failure).map((r) => r.rps);
+    if (have.length > 0) return median(have);
+    const probed: number[] = [];
+    for (let rep = 1; rep <= runs; rep++) {
+      const probe = await runOnce(0, refCell, baseServer, setup, plan(refCell));
+      probes.push(probe);
+      log(`capacity probe ${refCell.id} ${baseServer}: ${Math.round(probe.rps)} req/s${probe.failure ? ` (FAILED ${probe.failure})` : ''}`);
+      if (!probe.failure) probed.push(probe.rps);
+    }
+    return probed.length > 0 ? median(probed) : 0;
   };
 
   const memory: MemoryRun[] = [];
@@ -524,10 +535,10 @@ async function main(): Promise<number> {
   const memoryServers: ShapeServerId[] = [...serverIds.filter((id) => id !== 'cluster'), 'net'];
   for (let rep = 1; rep <= runs; rep++) {
     for (const cell of closed) for (const id of serverIds) await attempt(rep, cell, id);
-    for (const cell of open) {
-      if (rates[cell.id] === undefined) rates[cell.id] = openRate(await capacity(cell), openFraction);
-      for (const id of serverIds) await attempt(rep, cell, id, rates[cell.id]);
-    }
+  }
+  for (const cell of open) rates[cell.id] = openRate(await capacity(cell), openFraction);
+  for (let rep = 1; rep <= runs; rep++) {
+    for (const cell of open) for (const id of serverIds) await attempt(rep, cell, id, rates[cell.id]);
     if (extras.includes('memory')) {
       for (const id of memoryServers) {
         try {
