@@ -59,6 +59,13 @@ const gathered: Uint8Array[] = [];
 let gatheredBytes = 0;
 let gatherer: Connection | null = null;
 
+/** Connection #flags, one bit per boolean (8 B per connection each as fields of their own). */
+const F_SOCKET_PAUSED = 1; // we paused the socket (socket.pause()) and have not resumed it
+const F_READ_ENDED = 2; // the peer's FIN arrived
+const F_READER_DRY = 4; // the last reader.next() found no whole frame (cleared by new bytes)
+const F_SAW_ACTIVITY = 8; // traffic since the last tick; the coarse tick turns it into #lastActive (no Date.now() per frame)
+const F_AGE_GRACE = 16; // max age sent this connection away: #ageDeadline is the end of its grace
+
 /** How long a closing connection waits for the peer's FIN before it is destroyed. */
 const LINGER_MS = 2_000;
 
@@ -80,6 +87,19 @@ export interface ConnectionLimits {
   maxAgeGrace: number;
   /** The going-away frame (shutdown and max age), or null: then an orderly drain close. */
   goAway: Uint8Array | null;
+}
+
+/**
+ * What every connection of one server shares: one object made by the server, so a
+ * connection holds one reference to it, not five fields of the same values.
+ */
+export interface ConnectionEnv {
+  readonly framing: Framing;
+  readonly dispatcher: Dispatcher;
+  readonly limits: ConnectionLimits;
+  readonly hooks: ConnectionHooks;
+  /** The server's logger (each connection's own is made from it on first use). */
+  readonly logger: Logger;
 }
 
 /** +-10%: connections accepted together (after a deploy) do not all leave together. */
@@ -120,10 +140,10 @@ export class Connection implements DispatchTarget {
   readonly id: number;
 
   lane: unknown = null;
-  // Counted in fields of their own, not an object: 40 B less per connection.
+  // Counted in fields of their own, not an object: 40 B less per connection. Replies
+  // out are not counted apart: every reply released advances #nextWrite (counters).
   #framesIn = 0;
   #bytesIn = 0;
-  #repliesOut = 0;
   #bytesOut = 0;
   #lateReplies = 0;
 
@@ -131,60 +151,41 @@ export class Connection implements DispatchTarget {
   /** The client a PROXY header named, or null: the socket's own peer. */
   readonly #peer: Peer | null;
   readonly #reader: FrameReader;
-  readonly #errorReply: Framing['errorReply'];
-  readonly #dispatcher: Dispatcher;
-  readonly #limits: ConnectionLimits;
-  readonly #hooks: ConnectionHooks;
-  readonly #logger: Logger;
+  readonly #env: ConnectionEnv;
   #childLogger: Logger | null = null;
 
   #state: ConnState = 'active';
   /** Timestamps in clockMs() (clock.ts: small integers, no heap number each). */
   #stateSince = clockMs();
-  readonly #bornAt = this.#stateSince;
   #paused = 0;
-  #socketPaused = false;
+  /** F_* bits (above): one field for five booleans. */
+  #flags = F_READER_DRY;
   /** Next sequence number to give a frame, and next one whose replies may be written. */
   #nextSeq = 0;
   #nextWrite = 0;
   /** Replies that finished before an earlier message: seq -> [count, bytes, close, pushes]. Bounded by maxInFlight. */
   #reorder: Map<number, { count: number; bytes: Uint8Array | null; close: boolean; pushes: Push[] | null }> | null = null;
   #writeMode = WRITE_IDLE;
-  #readEnded = false;
   /** Stop cutting frames after this error (a bad frame, the close policy). */
   #failed: ShoalError | null = null;
-  /** The last reader.next() found no whole frame (reset by new bytes). */
-  #readerDry = true;
-  /** Set on any traffic; the coarse tick turns it into #lastActive (no Date.now() per frame). */
-  #sawActivity = false;
   #lastActive = this.#stateSince;
   #aboveHighSince = 0;
-  /** When max age sends this connection away (0 = never), and when its grace ends (0 = not yet going). */
-  #expiresAt = 0;
-  #graceEndsAt = 0;
+  /**
+   * Max age (0 = off): when it sends this connection away; once sent away (F_AGE_GRACE),
+   * when its grace ends. One field for both deadlines: they never count at the same time.
+   */
+  #ageDeadline = 0;
   #closeError: ShoalError | null = null;
 
-  constructor(
-    id: number,
-    socket: Socket,
-    framing: Framing,
-    dispatcher: Dispatcher,
-    limits: ConnectionLimits,
-    hooks: ConnectionHooks,
-    logger: Logger,
-    peer: Peer | null = null,
-  ) {
+  constructor(id: number, socket: Socket, env: ConnectionEnv, peer: Peer | null = null) {
     this.id = id;
     this.#socket = socket;
     this.#peer = peer;
     void socket.remoteAddress; // caches the peer address on the socket (see remoteAddress)
-    this.#reader = new FrameReader(framing.createDecoder());
-    this.#errorReply = framing.errorReply;
-    this.#dispatcher = dispatcher;
-    this.#limits = limits;
-    this.#hooks = hooks;
-    this.#logger = logger;
-    if (limits.maxAge > 0) this.#expiresAt = this.#bornAt + jitteredAge(limits.maxAge);
+    this.#reader = new FrameReader(env.framing.createDecoder());
+    this.#env = env;
+    const limits = env.limits;
+    if (limits.maxAge > 0) this.#ageDeadline = this.#stateSince + jitteredAge(limits.maxAge);
     // Listeners are shared by every connection (found through the socket), not
     // closures per connection: an idle connection should cost little more than its socket.
     (socket as SocketWithConn)[CONN] = this;
@@ -216,7 +217,7 @@ export class Connection implements DispatchTarget {
 
   /** This connection's logger (bound to its id and remote address), made on first use: most connections log nothing. */
   get logger(): Logger {
-    return (this.#childLogger ??= childLogger(this.#logger, { conn: this.id, remote: `${this.remoteAddress}:${this.remotePort}` }));
+    return (this.#childLogger ??= childLogger(this.#env.logger, { conn: this.id, remote: `${this.remoteAddress}:${this.remotePort}` }));
   }
 
   /**
@@ -250,7 +251,7 @@ export class Connection implements DispatchTarget {
 
   /** Traffic counted on this connection so far (a snapshot). */
   get counters(): ConnectionCounters {
-    return { framesIn: this.#framesIn, bytesIn: this.#bytesIn, repliesOut: this.#repliesOut, bytesOut: this.#bytesOut, lateReplies: this.#lateReplies };
+    return { framesIn: this.#framesIn, bytesIn: this.#bytesIn, repliesOut: this.#nextWrite, bytesOut: this.#bytesOut, lateReplies: this.#lateReplies };
   }
   /** Frames read and not yet answered. */
   get inFlight(): number {
@@ -261,7 +262,7 @@ export class Connection implements DispatchTarget {
     return this.#socket.writableLength;
   }
   get paused(): boolean {
-    return this.#socketPaused;
+    return (this.#flags & F_SOCKET_PAUSED) !== 0;
   }
 
   /** Replies may still be written: not yet closing or closed. */
@@ -280,8 +281,7 @@ export class Connection implements DispatchTarget {
   #onData(chunk: Buffer): void {
     if (this.#state === 'closing') return; // lingering close: discard
     this.#bytesIn += chunk.length;
-    this.#sawActivity = true;
-    this.#readerDry = false;
+    this.#flags = (this.#flags | F_SAW_ACTIVITY) & ~F_READER_DRY;
     this.#reader.push(chunk);
     this.#pump();
   }
@@ -307,7 +307,7 @@ export class Connection implements DispatchTarget {
 
   #cutFrames(): void {
     const reader = this.#reader;
-    const max = this.#limits.maxInFlight;
+    const max = this.#env.limits.maxInFlight;
     while ((this.#paused & ~PAUSE_DRAIN) === 0 && this.#failed === null && this.#state !== 'closed') {
       let frame: Buffer | null;
       try {
@@ -317,7 +317,7 @@ export class Connection implements DispatchTarget {
         break;
       }
       if (frame === null) {
-        this.#readerDry = true;
+        this.#flags |= F_READER_DRY;
         break;
       }
       if (this.#writeMode === WRITE_DIRECT && reader.buffered > 0) {
@@ -328,10 +328,10 @@ export class Connection implements DispatchTarget {
       }
       const seq = this.#nextSeq++;
       this.#framesIn++;
-      this.#dispatcher.submit(this, seq, frame);
+      this.#env.dispatcher.submit(this, seq, frame);
       if (this.#nextSeq - this.#nextWrite >= max && (this.#paused & PAUSE_IN_FLIGHT) === 0) {
         this.#pause(PAUSE_IN_FLIGHT);
-        this.#hooks.onBudget(this, 'maxInFlightPerConnection');
+        this.#env.hooks.onBudget(this, 'maxInFlightPerConnection');
       }
     }
   }
@@ -340,11 +340,11 @@ export class Connection implements DispatchTarget {
     const e = err instanceof ShoalError ? err : new ShoalError('SHOAL_FRAME_INVALID', String(err));
     this.#failed = e;
     this.#closeError = e;
-    if (e.code === 'SHOAL_FRAME_TOO_LARGE') this.#hooks.onBudget(this, 'maxFrame');
-    this.#hooks.onError(this, e);
+    if (e.code === 'SHOAL_FRAME_TOO_LARGE') this.#env.hooks.onBudget(this, 'maxFrame');
+    this.#env.hooks.onError(this, e);
     // A protocol with its own error replies (RESP's -ERR Protocol error) tells the peer why,
     // in order after the replies already due, as the reply of one more message.
-    const reply = this.#errorReply?.(e.toJSON());
+    const reply = this.#env.framing.errorReply?.(e.toJSON());
     if (reply !== undefined) {
       this.deliver(this.#nextSeq++, 1, reply, false);
     }
@@ -353,7 +353,7 @@ export class Connection implements DispatchTarget {
   }
 
   #onEnd(): void {
-    this.#readEnded = true;
+    this.#flags |= F_READ_ENDED;
     if (this.#state === 'closing') {
       this.#socket.destroy();
       return;
@@ -364,8 +364,8 @@ export class Connection implements DispatchTarget {
 
   #pause(reason: number): void {
     this.#paused |= reason;
-    if (!this.#socketPaused) {
-      this.#socketPaused = true;
+    if ((this.#flags & F_SOCKET_PAUSED) === 0) {
+      this.#flags |= F_SOCKET_PAUSED;
       this.#socket.pause();
     }
   }
@@ -373,8 +373,8 @@ export class Connection implements DispatchTarget {
   #unpause(reason: number): void {
     if ((this.#paused & reason) === 0) return;
     this.#paused &= ~reason;
-    if (this.#paused === 0 && this.#socketPaused && (this.#state === 'active' || this.#state === 'goingAway')) {
-      this.#socketPaused = false;
+    if (this.#paused === 0 && (this.#flags & F_SOCKET_PAUSED) !== 0 && (this.#state === 'active' || this.#state === 'goingAway')) {
+      this.#flags &= ~F_SOCKET_PAUSED;
       this.#socket.resume();
     }
     // Frames may be waiting in the reader from before the pause.
@@ -398,7 +398,7 @@ export class Connection implements DispatchTarget {
   deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null = null): void {
     if (this.#state === 'closed' || this.#state === 'closing') {
       this.#late(count);
-      if (pushes !== null) this.#hooks.onPushes(this, pushes, true);
+      if (pushes !== null) this.#env.hooks.onPushes(this, pushes, true);
       return;
     }
     if (seq !== this.#nextWrite) {
@@ -420,8 +420,7 @@ export class Connection implements DispatchTarget {
   /** Write the replies of the next `count` messages in order; their pushes go out first (issue 12's order). */
   #release(count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null): void {
     this.#nextWrite += count;
-    this.#repliesOut += count;
-    if (pushes !== null) this.#hooks.onPushes(this, pushes, false);
+    if (pushes !== null) this.#env.hooks.onPushes(this, pushes, false);
     if (bytes !== null && bytes.length > 0 && !this.#socket.destroyed) this.#write(bytes);
     if (close) {
       // The 'close' error policy: what precedes is written, then we close.
@@ -485,8 +484,8 @@ export class Connection implements DispatchTarget {
   }
 
   #afterWrite(): void {
-    this.#sawActivity = true;
-    const limits = this.#limits;
+    this.#flags |= F_SAW_ACTIVITY;
+    const limits = this.#env.limits;
     this.#checkHighWater();
     if ((this.#paused & PAUSE_IN_FLIGHT) !== 0 && this.inFlight < limits.maxInFlight) this.#unpause(PAUSE_IN_FLIGHT);
     else if (this.#state === 'draining') this.#pump();
@@ -495,11 +494,11 @@ export class Connection implements DispatchTarget {
 
   /** Above the high water mark: pause reading until the queue drains (sendTimeout counts from now). */
   #checkHighWater(): void {
-    if (this.#socket.writableLength > this.#limits.sendHighWater && (this.#paused & PAUSE_SEND_QUEUE) === 0) {
+    if (this.#socket.writableLength > this.#env.limits.sendHighWater && (this.#paused & PAUSE_SEND_QUEUE) === 0) {
       this.#aboveHighSince = clockMs();
       this.#pause(PAUSE_SEND_QUEUE);
       this.#socket.once('drain', Connection.#drainListener);
-      this.#hooks.onBudget(this, 'sendHighWater');
+      this.#env.hooks.onBudget(this, 'sendHighWater');
     }
   }
 
@@ -512,12 +511,12 @@ export class Connection implements DispatchTarget {
   push(bytes: Uint8Array): boolean {
     if (!this.#serving() || this.#socket.destroyed) return false;
     const queued = this.#socket.writableLength;
-    if (queued + bytes.length > this.#limits.sendQueueLimit) {
-      this.#budgetClose('sendQueueLimit', 'SHOAL_SEND_QUEUE_FULL', `a push of ${bytes.length} bytes onto ${queued} queued bytes would pass sendQueueLimit (${this.#limits.sendQueueLimit})`);
+    if (queued + bytes.length > this.#env.limits.sendQueueLimit) {
+      this.#budgetClose('sendQueueLimit', 'SHOAL_SEND_QUEUE_FULL', `a push of ${bytes.length} bytes onto ${queued} queued bytes would pass sendQueueLimit (${this.#env.limits.sendQueueLimit})`);
       return false;
     }
     this.#write(bytes);
-    this.#sawActivity = true;
+    this.#flags |= F_SAW_ACTIVITY;
     this.#checkHighWater();
     return true;
   }
@@ -537,7 +536,7 @@ export class Connection implements DispatchTarget {
   }
 
   #checkLowWater(): void {
-    if ((this.#paused & PAUSE_SEND_QUEUE) !== 0 && this.#socket.writableLength <= this.#limits.sendLowWater) {
+    if ((this.#paused & PAUSE_SEND_QUEUE) !== 0 && this.#socket.writableLength <= this.#env.limits.sendLowWater) {
       this.#aboveHighSince = 0;
       this.#socket.removeListener('drain', Connection.#drainListener);
       this.#unpause(PAUSE_SEND_QUEUE);
@@ -548,12 +547,12 @@ export class Connection implements DispatchTarget {
   #maybeFinish(): void {
     if (this.#state !== 'draining' || this.inFlight > 0) return;
     // Whole frames received before the drain began are still served.
-    if (this.#failed === null && !this.#readerDry) return;
-    if (this.#failed === null && this.#readEnded && this.#reader.buffered > 0) {
+    if (this.#failed === null && (this.#flags & F_READER_DRY) === 0) return;
+    if (this.#failed === null && (this.#flags & F_READ_ENDED) !== 0 && this.#reader.buffered > 0) {
       try {
         this.#reader.end();
       } catch (err) {
-        this.#hooks.onError(this, err as ShoalError);
+        this.#env.hooks.onError(this, err as ShoalError);
       }
     }
     this.#finish();
@@ -567,9 +566,9 @@ export class Connection implements DispatchTarget {
     const socket = this.#socket;
     this.#uncork();
     socket.end();
-    if (this.#readEnded) return; // both sides done: the socket closes by itself
+    if ((this.#flags & F_READ_ENDED) !== 0) return; // both sides done: the socket closes by itself
     // Keep reading (and discarding) so the peer's late bytes do not turn our close into a RST.
-    this.#socketPaused = false;
+    this.#flags &= ~F_SOCKET_PAUSED;
     socket.resume();
     const linger = setTimeout(() => this.destroy(), LINGER_MS);
     linger.unref();
@@ -615,7 +614,7 @@ export class Connection implements DispatchTarget {
   #wouldBreakFinPromise(): boolean {
     const queued = this.#socket.writableLength > 0;
     if (this.#state === 'closing') return queued;
-    return queued || this.inFlight > 0 || !this.#readerDry;
+    return queued || this.inFlight > 0 || (this.#flags & F_READER_DRY) === 0;
   }
 
   /** RST. A TLSSocket's handle is TLS over the TCP socket it was made from (`_parent`): reset that one. */
@@ -631,10 +630,10 @@ export class Connection implements DispatchTarget {
   /** Budget timers, driven by the server's one coarse tick (no timer per connection). */
   /** `now`: clockMs() (clock.ts). */
   tick(now: number): void {
-    const l = this.#limits;
+    const l = this.#env.limits;
     if (this.#state === 'closed') return;
-    if (this.#sawActivity) {
-      this.#sawActivity = false;
+    if ((this.#flags & F_SAW_ACTIVITY) !== 0) {
+      this.#flags &= ~F_SAW_ACTIVITY;
       this.#lastActive = now;
     }
     this.#checkLowWater();
@@ -648,31 +647,32 @@ export class Connection implements DispatchTarget {
       // An orderly close (retry-safe): a request racing the timeout is answered, or never read.
       const err = new ShoalError('SHOAL_IDLE_TIMEOUT', `no message for ${l.idleTimeout} ms`);
       this.#closeError ??= err;
-      this.#hooks.onBudget(this, 'idleTimeout');
-      this.#hooks.onError(this, err);
+      this.#env.hooks.onBudget(this, 'idleTimeout');
+      this.#env.hooks.onError(this, err);
       this.#stopReading();
       return;
     }
-    if (this.#expiresAt > 0 && now >= this.#expiresAt) this.#sendAway(now);
-    else if (this.#graceEndsAt > 0 && now >= this.#graceEndsAt) {
-      this.#budgetClose('maxConnectionAgeGrace', 'SHOAL_MAX_CONNECTION_AGE', `still open ${l.maxAgeGrace} ms after its maximum age`);
+    if (this.#ageDeadline > 0 && now >= this.#ageDeadline) {
+      if ((this.#flags & F_AGE_GRACE) === 0) this.#sendAway(now);
+      else this.#budgetClose('maxConnectionAgeGrace', 'SHOAL_MAX_CONNECTION_AGE', `still open ${l.maxAgeGrace} ms after its maximum age`);
     }
   }
 
   /** Max age reached: the going-away frame or an orderly drain close; destroyed if still open after the grace. */
   #sendAway(now: number): void {
-    this.#expiresAt = 0;
-    this.#graceEndsAt = now + this.#limits.maxAgeGrace;
+    this.#flags |= F_AGE_GRACE;
+    this.#ageDeadline = now + this.#env.limits.maxAgeGrace;
     if (this.#state !== 'active') return; // already leaving (shutdown, peer FIN, bad frame)
-    this.#closeError ??= new ShoalError('SHOAL_MAX_CONNECTION_AGE', `open for ${now - this.#bornAt} ms`);
-    this.#hooks.onBudget(this, 'maxConnectionAge');
-    this.shutdown(this.#limits.goAway);
+    // Still 'active', the state it was born in: #stateSince is when it was accepted.
+    this.#closeError ??= new ShoalError('SHOAL_MAX_CONNECTION_AGE', `open for ${now - this.#stateSince} ms`);
+    this.#env.hooks.onBudget(this, 'maxConnectionAge');
+    this.shutdown(this.#env.limits.goAway);
   }
 
   #budgetClose(budget: Budget, code: ErrorCode, message: string): void {
     const err = new ShoalError(code, message);
-    this.#hooks.onBudget(this, budget);
-    this.#hooks.onError(this, err);
+    this.#env.hooks.onBudget(this, budget);
+    this.#env.hooks.onError(this, err);
     this.destroy(err);
   }
 
@@ -686,7 +686,7 @@ export class Connection implements DispatchTarget {
     this.#state = 'closed';
     this.#stateSince = clockMs();
     this.#dropHeld();
-    this.#hooks.onClose(this, this.#closeError);
+    this.#env.hooks.onClose(this, this.#closeError);
   }
 
   /** Replies held for reordering will not be sent now: count them as late (and their pushes as dropped). */
@@ -695,7 +695,7 @@ export class Connection implements DispatchTarget {
     if (this.#reorder !== null) {
       for (const r of this.#reorder.values()) {
         held += r.count;
-        if (r.pushes !== null) this.#hooks.onPushes(this, r.pushes, true);
+        if (r.pushes !== null) this.#env.hooks.onPushes(this, r.pushes, true);
       }
     }
     this.#reorder = null;
@@ -705,6 +705,6 @@ export class Connection implements DispatchTarget {
   /** Count replies nobody will read; the server hears of them even after onClose. */
   #late(count: number): void {
     this.#lateReplies += count;
-    this.#hooks.onLateReplies(this, count);
+    this.#env.hooks.onLateReplies(this, count);
   }
 }

@@ -37,24 +37,33 @@ export class PushHub<M extends PushMember = PushMember> {
   /** Push bytes written to each member in this turn (cleared at its end): none kept for a quiet member. */
   readonly #turnBytes = new Map<M, number>();
   #turnEnding = false;
-  readonly #byId = new Map<number, M>();
+  /** Every open connection: the server's registry, shared (one entry per connection, not two). */
+  readonly #members: ReadonlySet<M>;
+  /**
+   * The members by id, made on the first push by id (sendTo, server.send) and kept from
+   * then on: a server that never pushes by id keeps no second entry per connection.
+   */
+  #byId: Map<number, M> | null = null;
   readonly #groups = new Map<string, Set<M>>();
   /** The groups of each member (to leave them all on close). */
   readonly #memberOf = new Map<M, Set<string>>();
   /** A push of the message being applied made a burst. */
   #burst = false;
 
-  constructor(burstBytes: number) {
+  /** `members`: the open connections, kept by the caller (add() and remove() follow it). */
+  constructor(burstBytes: number, members: ReadonlySet<M>) {
     this.#burstBytes = burstBytes;
+    this.#members = members;
   }
 
+  /** A connection opened (it is in `members` already). */
   add(member: M): void {
-    this.#byId.set(member.id, member);
+    this.#byId?.set(member.id, member);
   }
 
-  /** The connection closed: it leaves every group. */
+  /** The connection closed (it left `members`): it leaves every group. */
   remove(member: M): void {
-    this.#byId.delete(member.id);
+    this.#byId?.delete(member.id);
     const groups = this.#memberOf.get(member);
     if (groups === undefined) return;
     this.#memberOf.delete(member);
@@ -62,7 +71,7 @@ export class PushHub<M extends PushMember = PushMember> {
   }
 
   join(member: M, group: string): void {
-    if (!this.#byId.has(member.id)) return; // closed meanwhile: it would never leave
+    if (!this.#members.has(member)) return; // closed meanwhile: it would never leave
     let members = this.#groups.get(group);
     if (members === undefined) this.#groups.set(group, (members = new Set()));
     members.add(member);
@@ -127,7 +136,7 @@ export class PushHub<M extends PushMember = PushMember> {
 
   /** Framed bytes to one connection; false (and counted) when it is gone. */
   send(connectionId: number, bytes: Uint8Array): boolean {
-    const member = this.#byId.get(connectionId);
+    const member = this.#memberById(connectionId);
     if (member === undefined || !member.push(bytes)) {
       this.counters.pushesUndelivered++;
       return false;
@@ -139,7 +148,7 @@ export class PushHub<M extends PushMember = PushMember> {
 
   /** The same framed bytes to every member of `group` (null: every connection); returns how many were written. */
   broadcast(bytes: Uint8Array, group: string | null): number {
-    const members = group === null ? this.#byId.values() : this.#groups.get(group)?.values();
+    const members = group === null ? this.#members.values() : this.#groups.get(group)?.values();
     if (members === undefined) return 0;
     let sent = 0;
     // A push that cuts a member does not change the set now: its close comes in a later turn.
@@ -151,6 +160,14 @@ export class PushHub<M extends PushMember = PushMember> {
     }
     this.counters.pushesSent += sent;
     return sent;
+  }
+
+  #memberById(id: number): M | undefined {
+    if (this.#byId === null) {
+      this.#byId = new Map();
+      for (const m of this.#members) this.#byId.set(m.id, m);
+    }
+    return this.#byId.get(id);
   }
 
   /** Count `n` bytes pushed to `m` in this turn; past the burst size the sender will back off. */

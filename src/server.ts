@@ -6,7 +6,7 @@ import { clockMs } from './clock.js';
 import { AdminServer } from './admin/server.js';
 import { createSharedMetrics } from './admin/shared.js';
 import { Connection } from './connection.js';
-import type { Budget, ConnectionHooks, ConnectionLimits } from './connection.js';
+import type { Budget, ConnectionEnv, ConnectionHooks } from './connection.js';
 import { InlineDispatcher } from './dispatch/inline.js';
 import { ProxyAdmission } from './edge/admission.js';
 import type { AdmissionHooks, Peer } from './edge/admission.js';
@@ -129,7 +129,7 @@ export class ShoalServer extends EventEmitter {
       else this.#push.apply(conn, pushes);
     },
   };
-  /** Connections by id and the push groups (issue 12); made in the constructor (it needs the options). */
+  /** The push groups (issue 12), and the connections by id once a push names one; made in the constructor (it needs the options). */
   readonly #push: PushHub<Connection>;
   readonly #counters: ServerCounters = {
     connectionsAccepted: 0,
@@ -152,7 +152,8 @@ export class ShoalServer extends EventEmitter {
     pushesUndelivered: 0,
     pushesDropped: 0,
   };
-  readonly #limits: ConnectionLimits;
+  /** What every connection shares: framing, dispatcher, limits, hooks, logger. */
+  readonly #connectionEnv: ConnectionEnv;
   #net: NetServer | null = null;
   #state: ServerState = 'new';
   #nextId = 1;
@@ -187,7 +188,7 @@ export class ShoalServer extends EventEmitter {
   constructor(options: ServerOptions) {
     super();
     const o = (this.options = resolveOptions(options));
-    this.#push = new PushHub<Connection>(o.sendHighWater);
+    this.#push = new PushHub<Connection>(o.sendHighWater, this.#connections);
     const events: DispatchEvents = {
       handlerError: (target, seq, error) => this.#onHandlerError(target as Connection, seq, error),
       workerFailure: (error, messages) => {
@@ -225,7 +226,7 @@ export class ShoalServer extends EventEmitter {
           },
         })
       : null;
-    this.#limits = {
+    const limits = {
       maxInFlight: o.maxInFlightPerConnection,
       sendHighWater: o.sendHighWater,
       sendLowWater: o.sendLowWater,
@@ -236,6 +237,7 @@ export class ShoalServer extends EventEmitter {
       maxAgeGrace: o.maxConnectionAgeGrace,
       goAway: o.goAway,
     };
+    this.#connectionEnv = { framing: o.framing, dispatcher: this.#dispatcher, limits, hooks: this.#hooks, logger: o.logger };
   }
 
   get state(): ServerState {
@@ -449,7 +451,7 @@ export class ShoalServer extends EventEmitter {
       this.#perIp.set(ip, open + 1);
     }
     this.#counters.connectionsAccepted++;
-    const conn = new Connection(this.#nextId++, socket, o.framing, this.#dispatcher, this.#limits, this.#hooks, o.logger, peer);
+    const conn = new Connection(this.#nextId++, socket, this.#connectionEnv, peer);
     this.#connections.add(conn);
     this.#push.add(conn);
     // Bytes read before the hand-over (after a PROXY header) wait in the socket, paused.

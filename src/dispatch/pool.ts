@@ -538,16 +538,16 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#draining = true;
     try {
       this.#lastBell = Atomics.load(this.#view.ctl, CTL_DOORBELL);
-      for (const ring of this.#workers.rings()) this.#drainRing(ring);
+      this.#workers.forEachRing(this.#drainRing);
       if (this.#queue.size > 0 || this.#saturated) this.#refill();
     } finally {
       this.#draining = false;
     }
   }
 
-  #drainRing(ring: ReplyReader): void {
+  readonly #drainRing = (ring: ReplyReader): void => {
     ring.drain(this.#onRecord);
-  }
+  };
 
   readonly #onRecord = (r: ReplyRecord): void => {
     const slot = r.slot;

@@ -141,10 +141,18 @@ export class WorkerSet {
     }
   }
 
-  /** Every reply ring to read: the live workers', and those of dead ones not recovered yet. */
-  *rings(): IterableIterator<ReplyReader> {
-    for (const s of this.#serving) if (s !== null) yield s.ring;
-    for (const s of this.#retiring) yield s.ring;
+  /**
+   * Call `read` with every reply ring to read: the live workers', and those of dead ones
+   * not recovered yet. A callback, not a generator: the pool drains the rings as often as
+   * once per message, and a generator is an allocation each time.
+   */
+  forEachRing(read: (ring: ReplyReader) => void): void {
+    const serving = this.#serving;
+    for (let i = 0; i < serving.length; i++) {
+      const s = serving[i];
+      if (s != null) read(s.ring);
+    }
+    if (this.#retiring.size > 0) for (const s of this.#retiring) read(s.ring);
   }
 
   /** Workers replaced since start, by reason. */
