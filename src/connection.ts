@@ -102,6 +102,25 @@ export interface ConnectionEnv {
   readonly logger: Logger;
 }
 
+/**
+ * Node puts an 'end' listener on every socket (net.js onReadableStreamEnd) that only makes
+ * writes fail when allowHalfOpen is off. shoal's sockets are half-open (the listener and
+ * the TLS terminator set it), so there it does nothing; without it the connection's own
+ * 'end' listener is stored alone, not in an array of two (64 B less per connection).
+ * Any other listener, or a socket that is not half-open, is left as it is.
+ */
+function dropNodeEndListener(socket: Socket): void {
+  if (!socket.allowHalfOpen) return;
+  if (nodeEndListener === undefined) {
+    // Looked up once, on the first socket (rawListeners() copies the list: not per connection).
+    const first = socket.rawListeners('end')[0];
+    nodeEndListener = typeof first === 'function' && first.name === 'onReadableStreamEnd' ? (first as () => void) : null;
+  }
+  if (nodeEndListener !== null) socket.removeListener('end', nodeEndListener);
+}
+/** Node's onReadableStreamEnd; null: this Node has none of that name (then nothing is removed). */
+let nodeEndListener: (() => void) | null | undefined;
+
 /** +-10%: connections accepted together (after a deploy) do not all leave together. */
 const AGE_JITTER = 0.1;
 
@@ -190,6 +209,7 @@ export class Connection implements DispatchTarget {
     // closures per connection: an idle connection should cost little more than its socket.
     (socket as SocketWithConn)[CONN] = this;
     socket.on('data', Connection.#dataListener);
+    dropNodeEndListener(socket);
     socket.on('end', Connection.#endListener);
     socket.on('error', Connection.#errorListener);
     socket.on('close', Connection.#closeListener);

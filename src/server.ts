@@ -544,7 +544,8 @@ export class ShoalServer extends EventEmitter {
 
   readonly #onTick = (): void => {
     const now = clockMs();
-    for (const c of this.#connections) c.tick(now);
+    // forEach, not for-of: no iterator result per connection, four times a second.
+    this.#connections.forEach((c) => c.tick(now));
     for (const a of this.#admissions.values()) a.tick(now);
   };
 

@@ -194,6 +194,26 @@ describe('pushes from the main thread', () => {
     expect(() => server.broadcast('x', { group: '' })).toThrow(expect.objectContaining({ code: 'SHOAL_PUSH_INVALID' }));
   });
 
+  it('a push by id finds connections opened after the first one and not those closed since (the by-id map is made on first use)', async () => {
+    const server = await serve(2);
+    const a = await member(running!.port);
+    members.push(a);
+    const aId = await idOf(a);
+    expect(server.send(aId, 'first')).toBe(true); // the first push by id: the map is made from the open connections
+    await a.until(2, 'a\'s first push');
+    const b = await member(running!.port);
+    members.push(b);
+    const bId = await idOf(b);
+    expect(server.send(bId, 'to the newcomer')).toBe(true);
+    await b.until(2, 'b\'s push');
+    expect(b.frames.slice(1)).toEqual(['to the newcomer']);
+    const closed = once(server, 'connectionClose');
+    a.client.close();
+    await closed;
+    expect(server.send(aId, 'to nobody')).toBe(false);
+    expect(server.stats().counters.pushesUndelivered).toBe(1);
+  });
+
   it('under routing a push carries the route id of the message that made it, like its reply', async () => {
     running = await start({ handler: `${FIXTURES}push-routes.js`, routing: { idBytes: 4 }, workers: 2, offload: 'always' });
     const m = await member(running.port);
