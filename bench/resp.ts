@@ -27,7 +27,7 @@ const HELP = `Usage: node dist/bench/resp.js [options]   (npm run bench:resp -- 
   --pipeline <n>        redis-benchmark -P (default 16)
   --tests <list>        redis-benchmark -t (default ping,set,get,incr,lpush,lpop)
   --hash-rounds <n>     SHA-256 steps per HASHCHAIN command (default 1000)
-  --hash-requests <n>   HASHCHAIN commands per run (default 10000)
+  --hash-requests <n>   HASHCHAIN commands per run (default 30000: about 10 s on 2 workers, past the workers' warm-up)
   --out                 write bench/results/<date>-resp.md
   -h, --help
 `;
@@ -41,7 +41,7 @@ const { values } = parseArgs({
     pipeline: { type: 'string', default: '16' },
     tests: { type: 'string', default: 'ping,set,get,incr,lpush,lpop' },
     'hash-rounds': { type: 'string', default: '1000' },
-    'hash-requests': { type: 'string', default: '10000' },
+    'hash-requests': { type: 'string', default: '30000' },
     out: { type: 'boolean', default: false },
   },
 });
