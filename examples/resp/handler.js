@@ -40,17 +40,20 @@ const keyOf = (b) => b.toString('latin1');
 const own = (b) => Buffer.from(b);
 
 function lookup(key) {
-  const at = expires.get(key);
-  if (at !== undefined && at <= Date.now()) {
-    expires.delete(key);
-    store.delete(key);
-    return undefined;
+  // Most keyspaces hold no TTL at all: then one map is read per command, not two (Redis checks too).
+  if (expires.size !== 0) {
+    const at = expires.get(key);
+    if (at !== undefined && at <= Date.now()) {
+      expires.delete(key);
+      store.delete(key);
+      return undefined;
+    }
   }
   return store.get(key);
 }
 
 function remove(key) {
-  expires.delete(key);
+  if (expires.size !== 0) expires.delete(key);
   return store.delete(key);
 }
 
@@ -140,11 +143,14 @@ function setCommand(args) {
     } else if (opt === 'KEEPTTL' && ttl < 0) ttl = -2;
     else return SYNTAX;
   }
-  const exists = lookup(key) !== undefined;
-  if ((nx && exists) || (xx && !exists)) return null;
+  // Only NX, XX and KEEPTTL care whether the key is there (lookup() also drops it if expired).
+  if (nx || xx || ttl === -2) {
+    const exists = lookup(key) !== undefined;
+    if ((nx && exists) || (xx && !exists)) return null;
+  }
   store.set(key, own(args[2]));
   if (ttl > 0) expires.set(key, Date.now() + ttl);
-  else if (ttl !== -2) expires.delete(key);
+  else if (ttl !== -2 && expires.size !== 0) expires.delete(key);
   return resp.ok;
 }
 
@@ -335,10 +341,26 @@ function unknown(args) {
   return resp.error(`ERR unknown command ${quote(args[0]).trimEnd()}, with args beginning with: ${args.slice(1).map(quote).join('')}`);
 }
 
+/**
+ * Command names as clients spell them (redis-benchmark sends GET, redis-cli get) -> their
+ * COMMANDS entry, or null: one map lookup per command, no lower-casing. Bounded, so a
+ * client inventing names cannot grow it.
+ */
+const BY_SPELLING = new Map();
+
+function entryOf(name) {
+  let entry = BY_SPELLING.get(name);
+  if (entry === undefined) {
+    entry = COMMANDS.get(name.toLowerCase()) ?? null;
+    if (BY_SPELLING.size < 1024) BY_SPELLING.set(name, entry);
+  }
+  return entry;
+}
+
 export default function redis(args, ctx) {
   if (args.length === 0) return undefined;
-  const entry = COMMANDS.get(args[0].toString('latin1').toLowerCase());
-  if (entry === undefined) return unknown(args);
+  const entry = entryOf(args[0].toString('latin1'));
+  if (entry === null) return unknown(args);
   const [n, run] = entry;
   if (n >= 0 ? args.length !== n : args.length < -n) return arity(args[0]);
   return run(args, ctx);
