@@ -42,6 +42,7 @@ import {
   F_SHARD,
   STATE_FREE,
   STATE_QUEUED,
+  STATE_QUEUED_OWN,
   WorkQueueView,
   WorkQueueWriter,
   createWorkQueue,
@@ -282,7 +283,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #failAllWaiting(error: SerializedError): void {
     const state = this.#view.state;
     for (let slot = 0; slot < MESSAGE_SLOTS; slot++) {
-      if (Atomics.compareExchange(state, slot, STATE_QUEUED, STATE_FREE) === STATE_QUEUED) this.#applyPolicy(slot, error);
+      if (Atomics.compareExchange(state, slot, STATE_QUEUED, STATE_FREE) === STATE_QUEUED || Atomics.compareExchange(state, slot, STATE_QUEUED_OWN, STATE_FREE) === STATE_QUEUED_OWN) {
+        this.#applyPolicy(slot, error);
+      }
     }
     while (this.#queue.size > 0) {
       const t = this.#queue.take(this.#queue.size, Infinity);

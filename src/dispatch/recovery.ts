@@ -14,7 +14,7 @@
  */
 import { ShoalError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
-import { PHASE_ASYNC, PHASE_RUNNING, STATE_QUEUED, genOf, phaseOf } from './work-queue.js';
+import { PHASE_ASYNC, PHASE_RUNNING, STATE_QUEUED_OWN, genOf, phaseOf } from './work-queue.js';
 
 export const MAX_BLIND_RETRIES = 1;
 
@@ -22,7 +22,8 @@ export type Fate = 'culprit' | 'retry' | 'fail';
 
 /** The fate of a slot in `state` after the worker of generation `gen` died; null: not that worker's. */
 export function fateOf(state: number, gen: number, retriesSoFar: number, affine = false): Fate | null {
-  if (state <= STATE_QUEUED || genOf(state) !== gen) return null;
+  // FREE, QUEUED and QUEUED_OWN carry generation 0 (no worker's): waiting, nobody's to fail.
+  if (state <= STATE_QUEUED_OWN || genOf(state) !== gen) return null;
   const phase = phaseOf(state);
   if (phase === PHASE_RUNNING) return 'culprit';
   if (affine) return 'fail';

@@ -23,7 +23,8 @@
  *
  * A message slot's state:
  *   FREE      the main thread owns it (filling it, or it is done)
- *   QUEUED    waiting; a worker takes it with one compareExchange QUEUED -> RUNNING(gen)
+ *   QUEUED    waiting in the shared queue; a worker takes it with one compareExchange QUEUED -> RUNNING(gen)
+ *   QUEUED_OWN  waiting in a shard's own queue; only that shard's worker takes it (QUEUED_OWN -> RUNNING)
  *   RUNNING   taken by the worker of generation `gen`; its handler runs (or ran) synchronously
  *   ASYNC     the handler returned a promise that has not settled
  * The main thread frees a slot when its last reply record arrives (reply-ring.ts). A
@@ -45,7 +46,9 @@
  * HEAD only hints where the oldest waiting message is: a worker that read a stale
  * position may take a later message out of order, which is harmless (a connection
  * puts its replies back in sequence order); a position whose slot is no longer
- * QUEUED is skipped.
+ * QUEUED is skipped. The two queued states differ for that reason: a stale shared
+ * position may name a slot that was freed and queued again in a shard's own queue,
+ * and its compareExchange (QUEUED -> RUNNING) must not take that message from its shard.
  */
 
 export const CTL_TAIL = 0;
@@ -64,6 +67,8 @@ const CTL_WORDS = 8;
 
 export const STATE_FREE = 0;
 export const STATE_QUEUED = 1;
+/** Generation 0 with a running phase: no taken state has generation 0, so this is no owner's either. */
+export const STATE_QUEUED_OWN = 2;
 export const PHASE_RUNNING = 2;
 export const PHASE_ASYNC = 3;
 const PHASE_BITS = 2;
@@ -259,7 +264,7 @@ export class WorkQueueWriter {
     const b = shard * SHARD_WORDS;
     const t = Atomics.load(w, b + OWN_TAIL);
     v.own[shard * (v.ownMask + 1) + (t & v.ownMask)] = slot;
-    Atomics.store(v.state, slot, STATE_QUEUED);
+    Atomics.store(v.state, slot, STATE_QUEUED_OWN);
     Atomics.store(w, b + OWN_TAIL, (t + 1) | 0);
   }
 
@@ -313,7 +318,7 @@ export class WorkQueueReader {
 
   /**
    * Take the next message of this worker's own queue, in order: its slot, or -1. A
-   * position whose slot is no longer QUEUED for this shard (the main thread failed
+   * position whose slot is no longer QUEUED_OWN for this shard (the main thread failed
    * it) is skipped.
    */
   takeOwn(gen: number): number {
@@ -325,7 +330,7 @@ export class WorkQueueReader {
       if (h === Atomics.load(w, this.#base + OWN_TAIL)) return -1;
       const slot = v.own[this.#ownBase + (h & v.ownMask)]!;
       Atomics.store(w, this.#base + OWN_HEAD, (h + 1) | 0);
-      if (v.fields[slot * FIELDS + F_SHARD] === this.shard + 1 && Atomics.compareExchange(v.state, slot, STATE_QUEUED, running) === STATE_QUEUED) return slot;
+      if (v.fields[slot * FIELDS + F_SHARD] === this.shard + 1 && Atomics.compareExchange(v.state, slot, STATE_QUEUED_OWN, running) === STATE_QUEUED_OWN) return slot;
     }
   }
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { CTL_STOP, FIELDS, F_SHARD, STATE_FREE, WorkQueueReader, WorkQueueView, WorkQueueWriter, createWorkQueue, genOf, owned, PHASE_RUNNING, wakeAll } from '../../dist/src/dispatch/work-queue.js';
+import { CTL_HEAD, CTL_STOP, FIELDS, F_SHARD, STATE_FREE, WorkQueueReader, WorkQueueView, WorkQueueWriter, createWorkQueue, genOf, owned, PHASE_RUNNING, wakeAll } from '../../dist/src/dispatch/work-queue.js';
 import { FIXTURES } from '../helpers/server.js';
 
 /** Free the slots the takers gave back (done[s] = 1), as the pool does when a reply is in. */
@@ -96,6 +96,26 @@ describe('work queue', () => {
     expect([r1.takeOwn(2), r1.takeOwn(2), r1.takeOwn(2), r1.takeOwn(2)]).toEqual([4, 2, 6, -1]);
     expect(r0.take(1)).toBe(0);
     expect(v.ownDepth(1)).toBe(0);
+  });
+
+  it('a stale shared-queue position never takes a message since queued in a shard\'s own queue', () => {
+    // What a worker sees when it read HEAD, then lost the race for that position: by the
+    // time it tries the slot, the slot was answered, freed and queued again for shard 0.
+    const b = createWorkQueue(8, 1024, 2);
+    const v = new WorkQueueView(b);
+    const w = new WorkQueueWriter(v);
+    const r0 = new WorkQueueReader(v, 0);
+    const r1 = new WorkQueueReader(v, 1);
+    v.fields[5 * FIELDS + F_SHARD] = 0;
+    w.append(5);
+    expect(r1.take(2)).toBe(5);
+    Atomics.store(v.state, 5, STATE_FREE);
+    v.fields[5 * FIELDS + F_SHARD] = 1;
+    w.appendOwn(5, 0);
+    Atomics.store(v.ctl, CTL_HEAD, 0); // the stale reader's view of the shared queue: position 0 names slot 5
+    expect(r1.take(2)).toBe(-1);
+    expect(r0.takeOwn(1)).toBe(5);
+    expect(genOf(Atomics.load(v.state, 5))).toBe(1);
   });
 
   it('two real threads with own queues: each takes exactly its own messages, in the order appended, plus a share of the shared ones', async () => {
