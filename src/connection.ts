@@ -65,6 +65,7 @@ const F_READ_ENDED = 2; // the peer's FIN arrived
 const F_READER_DRY = 4; // the last reader.next() found no whole frame (cleared by new bytes)
 const F_SAW_ACTIVITY = 8; // traffic since the last tick; the coarse tick turns it into #lastActive (no Date.now() per frame)
 const F_AGE_GRACE = 16; // max age sent this connection away: #ageDeadline is the end of its grace
+const F_PUMPING = 32; // #pump's loop is running (a reply it caused asks for more frames: the loop takes them)
 
 /** How long a closing connection waits for the peer's FIN before it is destroyed. */
 const LINGER_MS = 2_000;
@@ -306,21 +307,28 @@ export class Connection implements DispatchTarget {
     this.#pump();
   }
 
-  /** Cut and dispatch frames while no budget says stop. */
+  /**
+   * Cut and dispatch frames while no budget says stop. Not re-entered: a message run
+   * inline answers inside the loop, and its reply (deliver -> #afterWrite) asks for more
+   * frames; the running loop takes them. Calling the loop again from there nested a few
+   * stack frames per message: thousands of frames left in a read while draining
+   * overflowed the stack, and the messages it unwound were answered twice or never.
+   */
   #pump(): void {
-    if (this.#writeMode !== WRITE_IDLE) {
-      this.#cutFrames(); // inside an outer pump or a tick: that one flushes
-      this.#maybeFinish();
-      return;
-    }
-    this.#writeMode = WRITE_DIRECT;
+    if ((this.#flags & F_PUMPING) !== 0) return;
+    this.#flags |= F_PUMPING;
+    const outer = this.#writeMode === WRITE_IDLE; // else inside a tick's writes: that one flushes
+    if (outer) this.#writeMode = WRITE_DIRECT;
     try {
       this.#cutFrames();
     } finally {
-      // Whatever happened, nothing gathered or corked stays behind this read.
-      if (gatherer === this) this.#flushGathered();
-      if (this.#writeMode === WRITE_CUT) this.#socket.uncork();
-      if (this.#writeMode !== WRITE_TICK) this.#writeMode = WRITE_IDLE;
+      this.#flags &= ~F_PUMPING;
+      if (outer) {
+        // Whatever happened, nothing gathered or corked stays behind this read.
+        if (gatherer === this) this.#flushGathered();
+        if (this.#writeMode === WRITE_CUT) this.#socket.uncork();
+        if (this.#writeMode !== WRITE_TICK) this.#writeMode = WRITE_IDLE;
+      }
     }
     this.#maybeFinish();
   }
