@@ -1,29 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, start } from '../helpers/server.js';
 import type { Running } from '../helpers/server.js';
-import { exchange, lengthFrame, rawConnect, sleep, splitLengthFrames, waitFor, within } from '../helpers/wire.js';
+import { amplifyReply, amplifyRequest } from '../helpers/amplify.js';
+import { exchange, rawConnect, sleep, splitLengthFrames, waitFor, within } from '../helpers/wire.js';
 
 // Batches travel in shared buffers that each slot reuses (src/dispatch/protocol.ts).
 // These runs catch what reuse could break: replies larger than the slot's output
 // (the worker grows it), and replies still queued on a socket when the slot's next
 // batch overwrites its buffers (the main thread must have copied them out).
 
-function request(size: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(8);
-  b.writeUInt32BE(size, 0);
-  b.writeUInt32BE(seed, 4);
-  return lengthFrame(b);
-}
-
-function expected(size: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(size);
-  for (let i = 0; i < size; i++) out[i] = (seed + i * 31) & 255;
-  return out;
-}
-
 /** The first index where `got` differs from the reply to (size, seed), or -1. */
 function firstDiff(got: Buffer, size: number, seed: number): number {
-  const want = expected(size, seed);
+  const want = amplifyReply(size, seed);
   if (got.length !== size) return Math.min(got.length, size);
   for (let i = 0; i < size; i++) if (got[i] !== want[i]) return i;
   return -1;
@@ -38,7 +26,7 @@ describe('shared batch buffers, workers: 2', () => {
 
   it('replies 40,000x larger than their requests (the output grows past its first size): every byte right', async () => {
     const sizes = [300_000, 17, 1_000_000, 0, 65_536, 2_000_000, 5, 300_000];
-    const wire = await exchange(s.port, sizes.map((n, i) => request(n, i + 1)), 30_000);
+    const wire = await exchange(s.port, sizes.map((n, i) => amplifyRequest(n, i + 1)), 30_000);
     const got = splitLengthFrames(wire);
     expect(got.map((g) => g.length)).toEqual(sizes);
     got.forEach((g, i) => expect(firstDiff(g, sizes[i]!, i + 1), `reply ${i}`).toBe(-1));
@@ -53,7 +41,7 @@ describe('shared batch buffers, workers: 2', () => {
     const peers = await Promise.all(Array.from({ length: 4 }, () => rawConnect(s.port)));
     peers.forEach((p, c) => {
       p.socket.pause();
-      for (let k = 0; k < perConn; k++) p.socket.write(request(size, c * 1000 + k));
+      for (let k = 0; k < perConn; k++) p.socket.write(amplifyRequest(size, c * 1000 + k));
     });
     await sleep(300);
     const total = 4 + size;

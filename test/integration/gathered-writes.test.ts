@@ -1,25 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, start } from '../helpers/server.js';
 import type { Running } from '../helpers/server.js';
-import { exchange, lengthFrame, splitLengthFrames } from '../helpers/wire.js';
+import { amplifyReply, amplifyRequest } from '../helpers/amplify.js';
+import { exchange, splitLengthFrames } from '../helpers/wire.js';
 
 // The replies made while one read's frames are cut leave together: small ones are
 // gathered into one buffer (src/connection.ts), larger ones are written between them.
 // Whatever the mix, the peer must get every reply whole and in order, also when the
 // read ends with a frame that closes the connection.
-
-function request(size: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(8);
-  b.writeUInt32BE(size, 0);
-  b.writeUInt32BE(seed, 4);
-  return lengthFrame(b);
-}
-
-function expected(size: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(size);
-  for (let i = 0; i < size; i++) out[i] = (seed + i * 31) & 255;
-  return out;
-}
 
 /** Sizes around the gathering bounds (1 KiB per reply, 16 KiB per write), in a fixed mix. */
 function sizesOf(count: number): number[] {
@@ -42,10 +30,10 @@ describe.each([
 
   it('600 requests in one write: every reply whole, in order', async () => {
     const sizes = sizesOf(600);
-    const wire = await exchange(s.port, Buffer.concat(sizes.map((n, i) => request(n, i + 1))));
+    const wire = await exchange(s.port, Buffer.concat(sizes.map((n, i) => amplifyRequest(n, i + 1))));
     const got = splitLengthFrames(wire);
     expect(got.map((g) => g.length)).toEqual(sizes);
-    const wrong = got.findIndex((g, i) => !g.equals(expected(sizes[i]!, i + 1)));
+    const wrong = got.findIndex((g, i) => !g.equals(amplifyReply(sizes[i]!, i + 1)));
     expect(wrong).toBe(-1);
   });
 
@@ -54,9 +42,9 @@ describe.each([
     const sizes = Array.from({ length: 40 }, (_, i) => (i * 13) % 50);
     const tooLarge = Buffer.alloc(4);
     tooLarge.writeUInt32BE(1024 * 1024, 0);
-    const wire = await exchange(s.port, Buffer.concat([...sizes.map((n, i) => request(n, i + 1)), tooLarge]));
+    const wire = await exchange(s.port, Buffer.concat([...sizes.map((n, i) => amplifyRequest(n, i + 1)), tooLarge]));
     const got = splitLengthFrames(wire);
     expect(got.map((g) => g.length)).toEqual(sizes);
-    expect(got.findIndex((g, i) => !g.equals(expected(sizes[i]!, i + 1)))).toBe(-1);
+    expect(got.findIndex((g, i) => !g.equals(amplifyReply(sizes[i]!, i + 1)))).toBe(-1);
   });
 });
