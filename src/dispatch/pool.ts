@@ -283,9 +283,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #failAllWaiting(error: SerializedError): void {
     const state = this.#view.state;
     for (let slot = 0; slot < MESSAGE_SLOTS; slot++) {
-      if (Atomics.compareExchange(state, slot, STATE_QUEUED, STATE_FREE) === STATE_QUEUED || Atomics.compareExchange(state, slot, STATE_QUEUED_OWN, STATE_FREE) === STATE_QUEUED_OWN) {
-        this.#applyPolicy(slot, error);
-      }
+      const s = Atomics.load(state, slot);
+      // Waiting in either queue; the compareExchange wins it from a worker taking it now.
+      if ((s === STATE_QUEUED || s === STATE_QUEUED_OWN) && Atomics.compareExchange(state, slot, s, STATE_FREE) === s) this.#applyPolicy(slot, error);
     }
     while (this.#queue.size > 0) {
       const t = this.#queue.take(this.#queue.size, Infinity);
