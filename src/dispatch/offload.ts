@@ -30,6 +30,13 @@ export const POOL_ABOVE_MS = 0.05;
 const MIN_SAMPLES = 16;
 /** Samples count at most this much (ms): see observe(). */
 const CLAMP_MS = 8 * POOL_ABOVE_MS;
+/**
+ * Samples over POOL_ABOVE_MS in a row before an inline kind goes back to the pool. One
+ * message preempted on a busy machine is timed at the preemption's length; the message run
+ * right after it, in the thread's fresh time slice, is not: a cost that is real shows in
+ * every sample.
+ */
+export const CONFIRM_COSTLY = 3;
 /** Weight of a new sample in the moving average. */
 const ALPHA = 0.1;
 /** An inline kind is timed once every this many messages (a clock read costs about an echo). */
@@ -44,6 +51,8 @@ class Kind {
   pinned = false;
   /** Counts inline messages, to sample one in INLINE_SAMPLE_EVERY. */
   tick = 0;
+  /** Inline samples over POOL_ABOVE_MS in a row; while any, every message is timed. */
+  costly = 0;
 }
 
 export class OffloadPolicy {
@@ -77,10 +86,14 @@ export class OffloadPolicy {
     return this.#kind(key).inline;
   }
 
-  /** Should this inline message be timed (a sample)? */
+  /**
+   * Should this inline message be timed (a sample)? One in INLINE_SAMPLE_EVERY, and every
+   * one after a costly sample until the next few confirm it or not (a kind that turned
+   * costly leaves the main thread after CONFIRM_COSTLY messages, not that many x 16).
+   */
   sampleInline(key: number): boolean {
     const k = this.#kind(key);
-    return ++k.tick % INLINE_SAMPLE_EVERY === 0;
+    return ++k.tick % INLINE_SAMPLE_EVERY === 0 || k.costly > 0;
   }
 
   /** Keep this kind in the pool for good: one of its messages killed or hung a worker. */
@@ -94,13 +107,18 @@ export class OffloadPolicy {
   observe(key: number, ms: number): void {
     if (this.mode !== 'auto') return;
     const k = this.#kind(key);
-    // A sample is clamped: one message preempted for milliseconds (a busy machine) must not
-    // move a cheap kind by itself, while two costly ones in a row do.
+    // A sample is clamped, and an inline kind moves only after CONFIRM_COSTLY costly samples
+    // in a row: messages preempted for milliseconds here and there (a busy machine) must not
+    // move a cheap kind, while a kind that costs more now does move.
     const v = ms < CLAMP_MS ? ms : CLAMP_MS;
     k.cost = k.samples === 0 ? v : k.cost + (v - k.cost) * ALPHA;
     k.samples++;
     if (k.inline) {
-      if (k.cost > POOL_ABOVE_MS) k.inline = false;
+      k.costly = v > POOL_ABOVE_MS ? k.costly + 1 : 0;
+      if (k.cost > POOL_ABOVE_MS && k.costly >= CONFIRM_COSTLY) {
+        k.inline = false;
+        k.costly = 0;
+      }
     } else if (!k.pinned && k.samples >= MIN_SAMPLES && k.cost < INLINE_BELOW_MS) {
       k.inline = true;
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { INLINE_BELOW_MS, OffloadPolicy, POOL_ABOVE_MS } from '../../dist/src/dispatch/offload.js';
+import { CONFIRM_COSTLY, INLINE_BELOW_MS, INLINE_SAMPLE_EVERY, OffloadPolicy, POOL_ABOVE_MS } from '../../dist/src/dispatch/offload.js';
 
 describe('offload policy', () => {
   it('a kind starts in the pool and moves inline only after enough cheap samples', () => {
@@ -13,7 +13,7 @@ describe('offload policy', () => {
     expect(p.inline(2)).toBe(false); // another kind is judged on its own
   });
 
-  it('hysteresis: between the two thresholds a kind stays where it is; one costly message moves it back', () => {
+  it('hysteresis: between the two thresholds a kind stays where it is; costly messages move it back only in a row', () => {
     const p = new OffloadPolicy('auto');
     for (let i = 0; i < 50; i++) p.observe(-1, INLINE_BELOW_MS / 10);
     expect(p.inline(-1)).toBe(true);
@@ -21,12 +21,31 @@ describe('offload policy', () => {
     for (let i = 0; i < 200; i++) p.observe(-1, between);
     expect(p.inline(-1)).toBe(true);
     for (let i = 0; i < 100; i++) p.observe(-1, INLINE_BELOW_MS / 10);
-    p.observe(-1, 5); // a 5 ms message (or one preempted that long): counted as 8 x POOL_ABOVE_MS
+    // Messages preempted for 5 ms, each followed by a cheap one: the average goes over the line, the kind stays.
+    for (let i = 0; i < 10; i++) {
+      for (let j = 0; j < CONFIRM_COSTLY - 1; j++) p.observe(-1, 5);
+      p.observe(-1, INLINE_BELOW_MS / 10);
+      expect(p.inline(-1)).toBe(true);
+    }
+    for (let i = 0; i < 100; i++) p.observe(-1, INLINE_BELOW_MS / 10);
+    for (let j = 0; j < CONFIRM_COSTLY - 1; j++) p.observe(-1, 5);
     expect(p.inline(-1)).toBe(true);
-    p.observe(-1, 5); // a second one in a row
+    p.observe(-1, 5); // the last of CONFIRM_COSTLY in a row
     expect(p.inline(-1)).toBe(false);
     for (let i = 0; i < 200; i++) p.observe(-1, between);
     expect(p.inline(-1)).toBe(false);
+  });
+
+  it('an inline kind is timed one message in 16, and every message after a costly sample until it is confirmed or not', () => {
+    const p = new OffloadPolicy('auto');
+    for (let i = 0; i < 50; i++) p.observe(7, INLINE_BELOW_MS / 10);
+    const sampled = (n: number) => Array.from({ length: n }, () => p.sampleInline(7)).filter(Boolean).length;
+    expect(sampled(INLINE_SAMPLE_EVERY * 10)).toBe(10);
+    p.observe(7, 5);
+    expect(sampled(5)).toBe(5); // confirming
+    p.observe(7, INLINE_BELOW_MS / 10); // not confirmed: back to one in 16
+    expect(sampled(INLINE_SAMPLE_EVERY * 10)).toBe(10);
+    expect(p.inline(7)).toBe(true);
   });
 
   it('a pinned kind (it killed a worker) never runs inline; always/never ignore measurements', () => {
