@@ -3,7 +3,7 @@ import { ShoalError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import { FrameReader } from './framing/reader.js';
 import type { Framing } from './framing/types.js';
-import type { Dispatcher, DispatchTarget } from './dispatch/types.js';
+import type { Dispatcher, DispatchTarget, FramedBytes } from './dispatch/types.js';
 import type { Push } from './dispatch/push-wire.js';
 import type { Peer } from './edge/admission.js';
 import type { ProxyHeader } from './edge/proxy-protocol.js';
@@ -184,7 +184,7 @@ export class Connection implements DispatchTarget {
   #nextSeq = 0;
   #nextWrite = 0;
   /** Replies that finished before an earlier message: seq -> [count, bytes, close, pushes]. Bounded by maxInFlight. */
-  #reorder: Map<number, { count: number; bytes: Uint8Array | null; close: boolean; pushes: Push[] | null }> | null = null;
+  #reorder: Map<number, { count: number; bytes: FramedBytes | null; close: boolean; pushes: Push[] | null }> | null = null;
   #writeMode = WRITE_IDLE;
   /** Stop cutting frames after this error (a bad frame, the close policy). */
   #failed: ShoalError | null = null;
@@ -423,7 +423,7 @@ export class Connection implements DispatchTarget {
 
   // ---- write side ------------------------------------------------------------
 
-  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null = null): void {
+  deliver(seq: number, count: number, bytes: FramedBytes | null, close: boolean, pushes: Push[] | null = null): void {
     if (this.#state === 'closed' || this.#state === 'closing') {
       this.#late(count);
       if (pushes !== null) this.#env.hooks.onPushes(this, pushes, true);
@@ -446,10 +446,13 @@ export class Connection implements DispatchTarget {
   }
 
   /** Write the replies of the next `count` messages in order; their pushes go out first (issue 12's order). */
-  #release(count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null): void {
+  #release(count: number, bytes: FramedBytes | null, close: boolean, pushes: Push[] | null): void {
     this.#nextWrite += count;
     if (pushes !== null) this.#env.hooks.onPushes(this, pushes, false);
-    if (bytes !== null && bytes.length > 0 && !this.#socket.destroyed) this.#write(bytes);
+    if (bytes !== null && bytes.length > 0 && !this.#socket.destroyed) {
+      if (bytes instanceof Uint8Array) this.#write(bytes);
+      else for (let i = 0; i < bytes.length; i++) this.#write(bytes[i]!); // in pieces: one writev in this tick's cork
+    }
     if (close) {
       // The 'close' error policy: what precedes is written, then we close.
       this.#failed ??= new ShoalError('SHOAL_HANDLER_ERROR', 'closed by the handler error policy');

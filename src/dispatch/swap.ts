@@ -16,7 +16,7 @@ import { ShoalError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
 import { waitAtMost } from '../wait.js';
 import type { ProxyHeader } from '../edge/proxy-protocol.js';
-import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from './types.js';
+import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget, FramedBytes } from './types.js';
 import type { Push } from './push-wire.js';
 
 /** Makes the dispatcher of one generation (0 = the first, made by the server's constructor). */
@@ -47,7 +47,7 @@ class TargetView implements DispatchTarget {
   get proxy(): ProxyHeader | null {
     return this.target.proxy ?? null;
   }
-  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean, pushes: Push[] | null = null): void {
+  deliver(seq: number, count: number, bytes: FramedBytes | null, close: boolean, pushes: Push[] | null = null): void {
     this.target.deliver(seq, count, bytes, close, pushes);
   }
 }

@@ -4,6 +4,12 @@ import type { SerializedError } from '../errors.js';
 import type { Push } from './push-wire.js';
 
 /**
+ * Framed reply bytes: one buffer, or a frame in pieces (a header, then the handler's own
+ * large body) written in order without being joined (no copy of the body).
+ */
+export type FramedBytes = Uint8Array | readonly Uint8Array[];
+
+/**
  * What the dispatcher needs of a connection. Connection implements it; the
  * dispatcher never sees a socket.
  */
@@ -18,10 +24,10 @@ export interface DispatchTarget {
   readonly proxy?: ProxyHeader | null;
   /**
    * Replies for `count` consecutive messages starting at `seq`, already framed
-   * (null: none). `close`: close the connection after writing them. `pushes`: what
+   * (null: none; FramedBytes: in pieces). `close`: close the connection after writing them. `pushes`: what
    * the message pushes to others (push-wire.ts), applied when its replies are released.
    */
-  deliver(seq: number, count: number, bytes: Uint8Array | null, close: boolean, pushes?: Push[] | null): void;
+  deliver(seq: number, count: number, bytes: FramedBytes | null, close: boolean, pushes?: Push[] | null): void;
   /** The dispatcher's wait lane for this connection (opaque to the connection). */
   lane: unknown;
 }

@@ -152,11 +152,17 @@ export class LengthFieldEncoder implements FrameEncoder {
   }
 
   encodeInto(body: Uint8Array, out: Uint8Array, offset: number): number {
-    const o = this.#o;
     const total = this.frameLength(body.length);
+    out.set(body, offset + this.encodeHeader(body.length, out, offset));
+    return total;
+  }
+
+  encodeHeader(bodyLength: number, out: Uint8Array, offset: number): number {
+    const o = this.#o;
+    this.frameLength(bodyLength); // the same checks as a whole frame
     out.fill(0, offset, offset + o.lengthFieldOffset);
     const at = offset + o.lengthFieldOffset;
-    const field = body.length - o.lengthAdjustment;
+    const field = bodyLength - o.lengthAdjustment;
     if (o.lengthFieldLength === 4 && o.byteOrder === 'be') {
       out[at] = field >>> 24;
       out[at + 1] = (field >>> 16) & 0xff;
@@ -165,8 +171,7 @@ export class LengthFieldEncoder implements FrameEncoder {
     } else {
       writeLengthField(out, at, o.lengthFieldLength, o.byteOrder, field);
     }
-    out.set(body, offset + this.#headerLength);
-    return total;
+    return this.#headerLength;
   }
 }
 

@@ -35,6 +35,13 @@ export interface FrameEncoder {
    * frame (HandlerRuntime.repliesFramed) then goes out as it is, after frameLength().
    */
   readonly identity?: boolean;
+  /**
+   * Optional, for framings whose frame is [header][body] with the body unchanged: write
+   * only the header of a `bodyLength`-byte body into `out` at `offset` and return its
+   * length (frameLength(bodyLength) minus bodyLength). A large reply is then written as
+   * two pieces, its body not copied.
+   */
+  encodeHeader?(bodyLength: number, out: Uint8Array, offset: number): number;
 }
 
 /** A framing: how to make a decoder (one per connection when it holds state) and the shared encoder. */

@@ -272,6 +272,26 @@ describe('length framing: encoder', () => {
     expect(hex(out)).toBe(hex(bytes(`AA AA AA AA AA 00 00 10 FE ${HW} AA AA AA`)));
   });
 
+  it('encodeHeader() writes exactly the bytes before the body: header + body is the whole frame, with the same checks', () => {
+    const configs: Array<Partial<LengthFramingOptions>> = [
+      {},
+      { lengthFieldLength: 1 },
+      { lengthFieldLength: 2, byteOrder: 'le' },
+      { lengthFieldLength: 3, lengthAdjustment: 2 },
+      { lengthFieldOffset: 1, lengthFieldLength: 2, lengthAdjustment: -3, initialBytesToStrip: 3 },
+      { lengthFieldLength: 8, byteOrder: 'le', lengthAdjustment: -8 },
+    ];
+    for (const o of configs) {
+      const f = length(o);
+      const body = Buffer.from('xyz'.repeat(50));
+      const header = Buffer.alloc(f.encoder.frameLength(body.length) - body.length, 0xaa);
+      expect(f.encoder.encodeHeader!(body.length, header, 0), JSON.stringify(o)).toBe(header.length);
+      expect(hex(Buffer.concat([header, body])), JSON.stringify(o)).toBe(hex(encodeFrame(f, body)));
+    }
+    expectShoal(() => length({}, 16).encoder.encodeHeader!(13, Buffer.alloc(8), 0), 'SHOAL_FRAME_TOO_LARGE', { length: 17, max: 16 });
+    expectShoal(() => length({ lengthFieldLength: 1 }, 4096).encoder.encodeHeader!(256, Buffer.alloc(8), 0), 'SHOAL_FRAME_INVALID');
+  });
+
   it('enforces the same maxFrame as the decoder (SHOAL_FRAME_TOO_LARGE with length and max)', () => {
     const f = length({}, 16);
     expect(f.encoder.frameLength(12)).toBe(16);

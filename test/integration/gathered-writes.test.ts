@@ -37,6 +37,14 @@ describe.each([
     expect(wrong).toBe(-1);
   });
 
+  it('large and small replies finishing out of order (async, 0-8 ms): each waits its turn and arrives whole', async () => {
+    const sizes = sizesOf(120);
+    const wire = await exchange(s.port, Buffer.concat(sizes.map((n, i) => amplifyRequest(n, i + 1, (i * 5) % 9))));
+    const got = splitLengthFrames(wire);
+    expect(got.map((g) => g.length)).toEqual(sizes);
+    expect(got.findIndex((g, i) => !g.equals(amplifyReply(sizes[i]!, i + 1)))).toBe(-1);
+  });
+
   it('a frame over maxFrame at the end of the read: the replies before it still arrive, then the close', async () => {
     // All small: still gathered when the bad frame ends the connection (they must go out before the FIN).
     const sizes = Array.from({ length: 40 }, (_, i) => (i * 13) % 50);
