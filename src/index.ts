@@ -35,6 +35,7 @@ export { resp, encodeResp } from './resp.js';
 export { MAIN_THREAD } from './dispatch/affinity.js';
 export type { AffinityKeyValue } from './dispatch/affinity.js';
 export type { Push, PushOp } from './dispatch/push-wire.js';
+export type { FramedBytes } from './dispatch/types.js';
 export type { RespValue, RespReply } from './resp.js';
 export type * from './framing/types.js';
 export type {
