@@ -153,13 +153,18 @@ export class LengthFieldEncoder implements FrameEncoder {
 
   encodeInto(body: Uint8Array, out: Uint8Array, offset: number): number {
     const total = this.frameLength(body.length);
-    out.set(body, offset + this.encodeHeader(body.length, out, offset));
+    out.set(body, offset + this.#writeHeader(body.length, out, offset));
     return total;
   }
 
   encodeHeader(bodyLength: number, out: Uint8Array, offset: number): number {
-    const o = this.#o;
     this.frameLength(bodyLength); // the same checks as a whole frame
+    return this.#writeHeader(bodyLength, out, offset);
+  }
+
+  /** The header of a body already checked by frameLength(). */
+  #writeHeader(bodyLength: number, out: Uint8Array, offset: number): number {
+    const o = this.#o;
     out.fill(0, offset, offset + o.lengthFieldOffset);
     const at = offset + o.lengthFieldOffset;
     const field = bodyLength - o.lengthAdjustment;
