@@ -56,8 +56,12 @@ import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from
  */
 const MESSAGE_SLOTS = 4096;
 
-/** The most the main thread's wait on the reply doorbell lasts (ms) while messages are out: see #arm(). */
-const DOORBELL_TIMEOUT_MS = 100;
+/**
+ * How often the main thread reads the rings whatever the doorbell says (ms), while messages
+ * are out. The doorbell's wait has no timeout (see #arm()); this bounds a lost wake-up, of
+ * which there is none by construction.
+ */
+const DOORBELL_BACKSTOP_MS = 100;
 
 export interface PoolOptions {
   workers: number;
@@ -143,6 +147,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   onHandlerTiming: HandlerTiming | null = null;
 
   #armed = false;
+  #backstop: NodeJS.Timeout | null = null;
   #draining = false;
   #wakeQueued = false;
   #lastBell = 0;
@@ -193,6 +198,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const inline = this.#policy.mode === 'always' ? Promise.resolve(null) : HandlerRuntime.load(this.#spec.runtime, 0);
     this.#workers.start();
     this.#started = true;
+    this.#backstop = setInterval(this.#onBackstop, DOORBELL_BACKSTOP_MS);
+    this.#backstop.unref();
     let failure: SerializedError | null = null;
     try {
       const runtime = await inline;
@@ -209,6 +216,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     }
     if (failure !== null) {
       this.#closing = true;
+      this.#stopBackstop();
       await this.#workers.destroy();
       throw new HandlerLoadError(failure.message);
     }
@@ -528,14 +536,25 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     if (this.#outstanding === 0 || this.#closing) return;
     Atomics.store(ctl, CTL_MAIN_WAITING, 1);
     // A worker that publishes after the load above changes the doorbell or sees
-    // CTL_MAIN_WAITING and notifies (reply-ring.ts ring()); the timeout only bounds the wait
-    // should a wake-up ever be lost. It is short because each wait's timeout is a delayed
-    // platform task, kept in a list that every resolved wait scans (node's
-    // DeleteFromScheduledTasks): with 1 s, ~6 % of the main thread at 12k msg/s.
-    const w = Atomics.waitAsync(ctl, CTL_DOORBELL, seen, DOORBELL_TIMEOUT_MS);
+    // CTL_MAIN_WAITING and notifies (reply-ring.ts ring()). No timeout: each wait's timeout
+    // is a delayed platform task with a libuv timer of its own, kept in a list that every
+    // resolved wait scans (node's DeleteFromScheduledTasks), and most waits are resolved
+    // long before it. One interval timer (#backstop) bounds a lost wake-up instead.
+    const w = Atomics.waitAsync(ctl, CTL_DOORBELL, seen);
     this.#armed = true;
     if (w.async) void w.value.then(this.#onDoorbell);
     else setImmediate(this.#onDoorbell); // rang while we read: read again after I/O had its turn
+  }
+
+  readonly #onBackstop = (): void => {
+    if (this.#outstanding === 0 || this.#draining || this.#closing) return;
+    if (Atomics.load(this.#view.ctl, CTL_DOORBELL) !== this.#lastBell) this.#drainAll();
+    this.#ensureArmed();
+  };
+
+  #stopBackstop(): void {
+    if (this.#backstop !== null) clearInterval(this.#backstop);
+    this.#backstop = null;
   }
 
   readonly #onDoorbell = (): void => {
@@ -681,6 +700,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#queue.clear();
     if (this.#outstanding > 0) await waitAtMost(new Promise((r) => this.once('idle', r)), timeoutMs);
     this.#closing = true;
+    this.#stopBackstop();
     await this.#workers.stop(timeoutMs);
     const inline = this.#inline?.runner.runtime;
     if (inline) await waitAtMost(inline.teardown().catch(() => {}), timeoutMs);
