@@ -17,6 +17,13 @@
 
 export type OffloadMode = 'auto' | 'always' | 'never';
 
+/** Where a message runs (OffloadPolicy.route()). */
+export const RUN_POOL = 0;
+export const RUN_INLINE = 1;
+/** Inline, and timed: a sample of its kind's cost. */
+export const RUN_INLINE_TIMED = 2;
+export type Placement = typeof RUN_POOL | typeof RUN_INLINE | typeof RUN_INLINE_TIMED;
+
 /**
  * Measured on the 2-core machine (bench protocol, 64 x 16 pipelined): the main thread's
  * own cost of one pooled message was ~3-5 µs (bench/handoff.ts) against ~1 µs for running
@@ -80,20 +87,23 @@ export class OffloadPolicy {
     return k;
   }
 
-  /** Run this message inline? */
+  /** Does this kind run inline now? (A query: it counts no message.) */
   inline(key: number): boolean {
     if (this.mode !== 'auto') return this.mode === 'never';
     return this.#kind(key).inline;
   }
 
   /**
-   * Should this inline message be timed (a sample)? One in INLINE_SAMPLE_EVERY, and every
-   * one after a costly sample until the next few confirm it or not (a kind that turned
-   * costly leaves the main thread after CONFIRM_COSTLY messages, not that many x 16).
+   * Where this message runs, in one lookup (the path of every message): in the pool, inline,
+   * or inline and timed as a sample of its kind. Samples are one in INLINE_SAMPLE_EVERY, and
+   * every message after a costly sample until the next few confirm it or not (a kind that
+   * turned costly leaves the main thread after CONFIRM_COSTLY messages, not that many x 16).
    */
-  sampleInline(key: number): boolean {
+  route(key: number): Placement {
+    if (this.mode !== 'auto') return this.mode === 'never' ? RUN_INLINE : RUN_POOL;
     const k = this.#kind(key);
-    return ++k.tick % INLINE_SAMPLE_EVERY === 0 || k.costly > 0;
+    if (!k.inline) return RUN_POOL;
+    return ++k.tick % INLINE_SAMPLE_EVERY === 0 || k.costly > 0 ? RUN_INLINE_TIMED : RUN_INLINE;
   }
 
   /** Keep this kind in the pool for good: one of its messages killed or hung a worker. */

@@ -12,8 +12,8 @@ import { Arena } from './arena.js';
 import { FairQueue } from './fair-queue.js';
 import { InlineExecutor, frameReplies } from './inline.js';
 import type { HandlerTiming } from './inline.js';
-import { OffloadPolicy } from './offload.js';
-import type { OffloadMode } from './offload.js';
+import { OffloadPolicy, RUN_INLINE, RUN_INLINE_TIMED, RUN_POOL } from './offload.js';
+import type { OffloadMode, Placement } from './offload.js';
 import type { ControlRequest, IdleWait, WorkerSpec } from './protocol.js';
 import { R_CLOSE, R_ERROR, R_PUSH } from './reply-ring.js';
 import { readPushes } from './push-wire.js';
@@ -329,9 +329,18 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const key = this.#keyOf(frame);
     const shard = this.#affine ? this.#shardFor(target, seq, frame) : -1;
     if (shard === SHARD_FAILED) return;
-    if (this.#inline !== null && this.#runsInline(key, shard)) {
-      this.#runInline(target, seq, frame, key, shard === -1);
-      return;
+    if (this.#inline !== null) {
+      const where = this.#placement(key, shard);
+      if (where === RUN_INLINE && this.onHandlerTiming === null) {
+        // The common case, as short as workers: 0's path (a cheap message pays for every call here).
+        this.#inlineRun++;
+        this.#inline.run(target, seq, frame);
+        return;
+      }
+      if (where !== RUN_POOL) {
+        this.#runInline(target, seq, frame, key, where === RUN_INLINE_TIMED);
+        return;
+      }
     }
     this.#framesSent++;
     const q = this.#queue;
@@ -342,10 +351,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     }
   }
 
-  /** A message with affinity runs in its worker (its state is there), unless everything runs inline ('never') or its shard is the main thread. */
-  #runsInline(key: number, shard: number): boolean {
-    if (shard === -1) return this.#policy.inline(key);
-    return shard === SHARD_MAIN || this.#policy.mode === 'never';
+  /**
+   * Where a message runs: a keyless one where the offload puts its kind; one with affinity in
+   * its worker (its state is there), unless its shard is the main thread or everything runs
+   * inline ('never'), and then never as a sample (it says nothing of its kind's cost).
+   */
+  #placement(key: number, shard: number): Placement {
+    if (shard === -1) return this.#policy.route(key);
+    return shard === SHARD_MAIN || this.#policy.mode === 'never' ? RUN_INLINE : RUN_POOL;
   }
 
   /** The shard a message must run on, -1 for any worker, SHARD_FAILED if affinityKey() threw. */
@@ -367,16 +380,12 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   readonly #loadOf = (shard: number): number => this.#shardLoad[shard]!;
 
-  /**
-   * `sampled`: a message the offload chose to run here, timed one in INLINE_SAMPLE_EVERY
-   * for its kind's cost; one with affinity (the main thread's key, or offload 'never') says
-   * nothing of what its kind costs when it has none.
-   */
+  /** Run a message here; `sampled`: time it for its kind's cost (RUN_INLINE_TIMED). */
   #runInline(target: DispatchTarget, seq: number, frame: Buffer, key: number, sampled: boolean): void {
     this.#inlineRun++;
     const exec = this.#inline!;
     const timing = this.onHandlerTiming;
-    if (!(sampled && this.#policy.sampleInline(key)) && timing === null) {
+    if (!sampled && timing === null) {
       exec.run(target, seq, frame);
       return;
     }
@@ -480,8 +489,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
       const key = this.#keyOf(frame);
       const shard = this.#affine ? this.#shardFor(target, seq, frame) : -1;
       if (shard === SHARD_FAILED) continue;
-      if (this.#inline !== null && this.#runsInline(key, shard)) {
-        this.#runInline(target, seq, frame, key, shard === -1);
+      const where = this.#inline !== null ? this.#placement(key, shard) : RUN_POOL;
+      if (where !== RUN_POOL) {
+        this.#runInline(target, seq, frame, key, where === RUN_INLINE_TIMED);
         continue;
       }
       if (!this.#dispatch(target, seq, frame, key, shard)) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CONFIRM_COSTLY, INLINE_BELOW_MS, INLINE_SAMPLE_EVERY, OffloadPolicy, POOL_ABOVE_MS } from '../../dist/src/dispatch/offload.js';
+import { CONFIRM_COSTLY, INLINE_BELOW_MS, INLINE_SAMPLE_EVERY, OffloadPolicy, POOL_ABOVE_MS, RUN_INLINE, RUN_INLINE_TIMED, RUN_POOL } from '../../dist/src/dispatch/offload.js';
 
 describe('offload policy', () => {
   it('a kind starts in the pool and moves inline only after enough cheap samples', () => {
@@ -39,7 +39,7 @@ describe('offload policy', () => {
   it('an inline kind is timed one message in 16, and every message after a costly sample until it is confirmed or not', () => {
     const p = new OffloadPolicy('auto');
     for (let i = 0; i < 50; i++) p.observe(7, INLINE_BELOW_MS / 10);
-    const sampled = (n: number) => Array.from({ length: n }, () => p.sampleInline(7)).filter(Boolean).length;
+    const sampled = (n: number) => Array.from({ length: n }, () => p.route(7)).filter((w) => w === RUN_INLINE_TIMED).length;
     expect(sampled(INLINE_SAMPLE_EVERY * 10)).toBe(10);
     p.observe(7, 5);
     expect(sampled(5)).toBe(5); // confirming
@@ -58,5 +58,8 @@ describe('offload policy', () => {
     for (let i = 0; i < 100; i++) always.observe(1, 0);
     expect(always.inline(1)).toBe(false);
     expect(never.inline(1)).toBe(true);
+    expect(always.route(1)).toBe(RUN_POOL);
+    expect(never.route(1)).toBe(RUN_INLINE); // inline, and never a sample: 'never' measures nothing
+    expect(p.route(3)).toBe(RUN_POOL);
   });
 });
