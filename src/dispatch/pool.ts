@@ -57,9 +57,10 @@ import type { DispatchEvents, Dispatcher, DispatcherStats, DispatchTarget } from
 const MESSAGE_SLOTS = 4096;
 
 /**
- * How often the main thread reads the rings whatever the doorbell says (ms), while messages
- * are out. The doorbell's wait has no timeout (see #arm()); this bounds a lost wake-up, of
- * which there is none by construction.
+ * How often the main thread reads the rings and refills the queue whatever the doorbell says
+ * (ms), while messages are out or waiting. The doorbell's wait has no timeout (see #arm());
+ * this bounds a lost wake-up, of which there is none by construction, and a refill nothing
+ * else asked for.
  */
 const DOORBELL_BACKSTOP_MS = 100;
 
@@ -265,6 +266,9 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#events.workerFailure(error, failed);
     // Its replacement starts with empty state: whatever it kept for its connections or keys is gone.
     if (this.#affine) this.emit('affinityLost', { threadId: s.threadId, reason: s.killed ? 'handler_timeout' : 'exit' });
+    // The failed messages' slots are free: what waits on the main thread moves into the queue
+    // now (no reply may come to trigger a drain when every message out has failed).
+    this.#drainAll();
     this.#ensureArmed();
   }
 
@@ -557,8 +561,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   }
 
   readonly #onBackstop = (): void => {
-    if (this.#outstanding === 0 || this.#draining || this.#closing) return;
-    if (Atomics.load(this.#view.ctl, CTL_DOORBELL) !== this.#lastBell) this.#drainAll();
+    if (this.#draining || this.#closing || (this.#outstanding === 0 && this.#queue.size === 0)) return;
+    this.#drainAll(); // reads the rings, and refills the queue from the main thread's if there is room
     this.#ensureArmed();
   };
 

@@ -279,6 +279,24 @@ describe('a handler that kills its worker (process.exit in the worker), workers:
     }
   });
 
+  it('messages waiting on the main thread are still sent when every message out killed its worker', async () => {
+    // One worker: the shared queue holds two messages and the rest wait in the fair queue.
+    // Each 'exit' kills the worker that runs it and fails alone (error-frame); when the last
+    // message out has failed no reply is left to come, and what waits must still move on.
+    const s2 = await start({ handler: MULTI, workers: 1, codec: 'utf8', offload: 'always', onHandlerError: 'error-frame' });
+    try {
+      const c = await s2.client();
+      const fatal = Array.from({ length: 6 }, () => c.request('exit'));
+      const after = c.request('one:after');
+      const got = await within(Promise.all([...fatal, after]), 20_000, 'every reply after six worker deaths');
+      for (const r of got.slice(0, 6)) expect(JSON.parse(r.toString())).toMatchObject({ error: { code: 'SHOAL_WORKER_DIED' } });
+      expect(got[6]!.toString()).toBe('after');
+      expect(s2.server.stats().counters.workerFailures).toBe(6);
+    } finally {
+      await s2.close();
+    }
+  });
+
   it('under the close policy only the connection whose message died is closed', async () => {
     // offload 'always': the fatal message must reach a worker (it process.exit()s).
     const s2 = await start({ handler: MULTI, workers: 2, codec: 'utf8', offload: 'always' });
