@@ -566,6 +566,18 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#ensureArmed();
   };
 
+  /**
+   * End a pending doorbell wait (it has no timeout): V8 holds every pending waiter, with its
+   * promise and this queue's shared memory, until it is notified. A closed pool (a hot
+   * reload closes one each time) must not leave one behind.
+   */
+  #releaseWait(): void {
+    if (!this.#armed) return;
+    const ctl = this.#view.ctl;
+    Atomics.add(ctl, CTL_DOORBELL, 1);
+    Atomics.notify(ctl, CTL_DOORBELL);
+  }
+
   #stopBackstop(): void {
     if (this.#backstop !== null) clearInterval(this.#backstop);
     this.#backstop = null;
@@ -574,6 +586,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #onDoorbell = (): void => {
     this.#armed = false;
     Atomics.store(this.#view.ctl, CTL_MAIN_WAITING, 0);
+    if (this.#closing) return;
     if (this.#outstanding > 0 || this.#queue.size > 0) this.#arm();
   };
 
@@ -715,6 +728,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     if (this.#outstanding > 0) await waitAtMost(new Promise((r) => this.once('idle', r)), timeoutMs);
     this.#closing = true;
     this.#stopBackstop();
+    this.#releaseWait();
     await this.#workers.stop(timeoutMs);
     const inline = this.#inline?.runner.runtime;
     if (inline) await waitAtMost(inline.teardown().catch(() => {}), timeoutMs);

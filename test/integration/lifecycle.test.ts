@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { promisify } from 'node:util';
 import { connect as netConnect } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '../../dist/src/index.js';
@@ -258,6 +260,16 @@ describe('workers: 0 and workers: 2 give byte-identical replies', () => {
     ]);
     expect(b2.toString('hex')).toBe(b0.toString('hex'));
     expect(m2.toString('hex')).toBe(m0.toString('hex'));
+  });
+});
+
+describe('a closed pool lets go of its shared memory', () => {
+  it('six servers closed with a doorbell wait pending (their last message killed the worker) hold no more than the first', async () => {
+    // A pending Atomics.waitAsync holds its promise and the queue's SharedArrayBuffer until
+    // notified; the pool's wait has no timeout, so close() must end it (each pool's queue is ~17 MiB).
+    const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', `${FIXTURES}pool-release.mjs`, '6'], { timeout: 60_000 });
+    const { first, last } = JSON.parse(stdout) as { first: number; last: number };
+    expect(last - first).toBeLessThan(8 * 2 ** 20);
   });
 });
 
