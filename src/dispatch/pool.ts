@@ -268,8 +268,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     if (this.#affine) this.emit('affinityLost', { threadId: s.threadId, reason: s.killed ? 'handler_timeout' : 'exit' });
     // The failed messages' slots are free: what waits on the main thread moves into the queue
     // now (no reply may come to trigger a drain when every message out has failed).
-    this.#drainAll();
-    this.#ensureArmed();
+    this.#drainAndArm();
   }
 
   /** True when messages have affinity (the 'connection' option, or the module's affinityKey). */
@@ -562,9 +561,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   readonly #onBackstop = (): void => {
     if (this.#draining || this.#closing || (this.#outstanding === 0 && this.#queue.size === 0)) return;
-    this.#drainAll(); // reads the rings, and refills the queue from the main thread's if there is room
-    this.#ensureArmed();
+    this.#drainAndArm();
   };
+
+  /** Read the rings and refill the queue, then wait on the doorbell if messages are out: one drain either way (#arm() drains first). */
+  #drainAndArm(): void {
+    if (!this.#armed && !this.#draining) this.#arm();
+    else this.#drainAll();
+  }
 
   /**
    * End a pending doorbell wait (it has no timeout): V8 holds every pending waiter, with its
