@@ -484,23 +484,24 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   /** Move what waits on the main thread into the shared queue while there is room. */
   #refill(): void {
     const q = this.#queue;
-    while (q.size > 0) {
-      const t = q.take(1, Infinity);
-      const target = t.targets[0]!;
-      const seq = t.seqs[0]!;
-      const frame = t.frames[0]!;
+    // Peeked, and taken only once it has a place: the first one without room stays first.
+    for (let frame = q.peekFrame(); frame !== null; frame = q.peekFrame()) {
+      const target = q.peekTarget();
+      const seq = q.peekSeq();
       const key = this.#keyOf(frame);
       const shard = this.#affine ? this.#shardFor(target, seq, frame) : -1;
-      if (shard === SHARD_FAILED) continue;
+      if (shard === SHARD_FAILED) {
+        q.shift(); // its error policy ran
+        continue;
+      }
       const where = this.#inline !== null ? this.#placement(key, shard) : RUN_POOL;
       if (where !== RUN_POOL) {
+        q.shift();
         this.#runInline(target, seq, frame, key, where === RUN_INLINE_TIMED);
         continue;
       }
-      if (!this.#dispatch(target, seq, frame, key, shard)) {
-        q.requeue(t.targets, t.seqs, t.frames);
-        break;
-      }
+      if (!this.#dispatch(target, seq, frame, key, shard)) break;
+      q.shift();
     }
     if (this.#saturated && q.size + this.#view.depth <= this.#o.maxPendingFrames / 2 && q.bytes <= this.#o.maxPendingBytes / 2) {
       this.#saturated = false;

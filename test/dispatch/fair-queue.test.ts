@@ -68,6 +68,48 @@ describe('FairQueue', () => {
     expect(aSeqs).toEqual([3, 4, 5]);
   });
 
+  it('peekFrame()/shift() give the frames in take(1) order, and a peek takes nothing', () => {
+    // Two queues fed the same pushes, with pushes between the takes: one drained by take(1),
+    // the other by peek + shift. The pool's refill relies on their being the same.
+    const byTake = new FairQueue();
+    const byPeek = new FairQueue();
+    const ts = [target(1), target(2), target(3), target(4)];
+    const twins = ts.map((t) => target(t.id));
+    const seqOf = new Map<number, number>();
+    let rnd = 7;
+    const next = () => (rnd = (rnd * 1103515245 + 12345) % 2147483648);
+    const got: string[] = [];
+    const want: string[] = [];
+    for (let round = 0; round < 400; round++) {
+      const k = next() % 4;
+      const seq = seqOf.get(k) ?? 0;
+      seqOf.set(k, seq + 1);
+      const f = frame(`${k}:${seq}`);
+      byTake.push(ts[k]!, seq, f);
+      byPeek.push(twins[k]!, seq, f);
+      if (next() % 3 === 0) continue; // let lanes grow
+      const t = byTake.take(1, 1 << 20);
+      want.push(`${t.targets[0]!.id}/${t.seqs[0]}/${String(t.frames[0])}`);
+      const p = byPeek.peekFrame()!;
+      expect(byPeek.peekFrame()).toBe(p); // peeking twice takes nothing
+      got.push(`${byPeek.peekTarget().id}/${byPeek.peekSeq()}/${String(p)}`);
+      byPeek.shift();
+      expect(byPeek.size).toBe(byTake.size);
+      expect(byPeek.bytes).toBe(byTake.bytes);
+    }
+    while (byTake.size > 0) {
+      const t = byTake.take(1, 1 << 20);
+      want.push(`${t.targets[0]!.id}/${t.seqs[0]}/${String(t.frames[0])}`);
+      const p = byPeek.peekFrame()!;
+      got.push(`${byPeek.peekTarget().id}/${byPeek.peekSeq()}/${String(p)}`);
+      byPeek.shift();
+    }
+    expect(got).toEqual(want);
+    expect(byPeek.peekFrame()).toBeNull();
+    expect(byPeek.size).toBe(0);
+    expect(byPeek.bytes).toBe(0);
+  });
+
   it('clear() empties it and lanes can be reused', () => {
     const q = new FairQueue();
     const a = target(1);
