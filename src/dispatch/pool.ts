@@ -129,7 +129,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #outstanding = 0;
 
   /** Frames waiting for room in the shared queue, one lane per connection. */
-  readonly #queue = new FairQueue();
+  readonly #queue: FairQueue;
   #saturated = false;
   /** Moving average of handler time per pooled message (ms): sizes how much the queue holds. */
   #cost = 0;
@@ -163,6 +163,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#spec = spec;
     this.#framing = framing;
     this.#events = events;
+    // A connection's turn in the refill: as many of its frames as the workers run at once, twice (fair-queue.ts).
+    this.#queue = new FairQueue(2 * options.workers);
     // Room for several of the largest frames (with their address) at once.
     const dataBytes = Math.max(16 * 1024 * 1024, 4 * (spec.maxFrame + 64));
     this.#buffers = createWorkQueue(MESSAGE_SLOTS, dataBytes, options.workers);

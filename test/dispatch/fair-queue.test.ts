@@ -110,6 +110,53 @@ describe('FairQueue', () => {
     expect(byPeek.bytes).toBe(0);
   });
 
+  it('shift() keeps a connection\'s turn for shiftQuantum frames, or until its lane is drained', () => {
+    const q = new FairQueue(4);
+    const a = target(1);
+    const b = target(2);
+    const c = target(3);
+    for (let i = 0; i < 10; i++) q.push(a, i, frame(`a${i}`));
+    for (let i = 0; i < 2; i++) q.push(b, i, frame(`b${i}`));
+    for (let i = 0; i < 5; i++) q.push(c, i, frame(`c${i}`));
+    const order: string[] = [];
+    for (let f = q.peekFrame(); f !== null; f = q.peekFrame()) {
+      order.push(String(f));
+      q.shift();
+    }
+    expect(order).toEqual(['a0', 'a1', 'a2', 'a3', 'b0', 'b1', 'c0', 'c1', 'c2', 'c3', 'a4', 'a5', 'a6', 'a7', 'c4', 'a8', 'a9']);
+    expect(q.size).toBe(0);
+    expect(q.bytes).toBe(0);
+  });
+
+  it('a connection that had nothing waiting goes before those on their second turn, for one turn', () => {
+    const q = new FairQueue(4);
+    const a = target(1);
+    const b = target(2);
+    const light = target(3);
+    const drain = (n: number) => {
+      const got: string[] = [];
+      for (let i = 0; i < n && q.peekFrame() !== null; i++) {
+        got.push(String(q.peekFrame()));
+        q.shift();
+      }
+      return got;
+    };
+    for (let i = 0; i < 10; i++) q.push(a, i, frame(`a${i}`));
+    expect(drain(4)).toEqual(['a0', 'a1', 'a2', 'a3']); // a's first turn is over
+    for (let i = 0; i < 10; i++) q.push(b, i, frame(`b${i}`));
+    expect(drain(1)).toEqual(['b0']); // b is fresh: it goes before a's second turn
+    q.push(light, 0, frame('l0'));
+    // b keeps its turn; then the light one, ahead of a's and b's next turns.
+    expect(drain(4)).toEqual(['b1', 'b2', 'b3', 'l0']);
+    q.push(light, 1, frame('l1')); // its lane was drained: fresh again
+    expect(drain(100)).toEqual(['l1', 'a4', 'a5', 'a6', 'a7', 'b4', 'b5', 'b6', 'b7', 'a8', 'a9', 'b8', 'b9']);
+    // take() keeps the same turns.
+    for (let i = 0; i < 40; i++) q.push(a, 10 + i, frame(`a${10 + i}`));
+    expect(q.take(2, 1 << 20).seqs).toEqual([10, 11]);
+    q.push(light, 2, frame('l2'));
+    expect(q.take(1, 1 << 20).frames.map(String)).toEqual(['l2']);
+  });
+
   it('clear() empties it and lanes can be reused', () => {
     const q = new FairQueue();
     const a = target(1);
