@@ -1,16 +1,20 @@
 /**
  * shoal's Redis-compatible example against redis-server, driven by redis-benchmark (C,
- * from Debian's redis-tools): shoal with workers 0 and 2, and redis-server, all started
- * here on loopback and stopped by their PIDs; the runs interleaved (w0, w2, redis, then
- * again), medians of `--runs`; then the CPU-bound HASHCHAIN with workers 0 vs 2.
+ * from Debian's redis-tools): shoal with workers 0 and 2, a plain Node `net` server with
+ * no framework (net-resp-server.ts: what one Node thread does with these commands), and
+ * redis-server, all started here on loopback and stopped by their PIDs; the runs
+ * interleaved (w0, w2, node net, redis, then again), medians of `--runs`, with
+ * redis-benchmark's own CPU (the machine's other core: near 100 % it is the limit); then
+ * the CPU-bound HASHCHAIN with workers 0 vs 2.
  *
- *   npm run build && npm run bench:resp -- [--runs 3] [--requests 200000] [--out]
+ *   npm run build && npm run bench:resp -- [--runs 3] [--requests 1000000] [--out]
  *
  * --out writes bench/results/<date>-resp.md. Only ratios measured in one run mean
  * anything (DESIGN.md): run it on a quiet machine.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +26,7 @@ import { median, ratio, round } from './stats.js';
 const HELP = `Usage: node dist/bench/resp.js [options]   (npm run bench:resp -- [options])
 
   --runs <n>            interleaved runs, medians reported (default 3)
-  --requests <n>        redis-benchmark -n per test (default 200000)
+  --requests <n>        redis-benchmark -n per test (default 1000000: ~5 s a test; 1 s runs spread 2x)
   --clients <n>         redis-benchmark -c (default 50)
   --pipeline <n>        redis-benchmark -P (default 16)
   --tests <list>        redis-benchmark -t (default ping,set,get,incr,lpush,lpop)
@@ -36,7 +40,7 @@ const { values } = parseArgs({
   options: {
     help: { type: 'boolean', short: 'h', default: false },
     runs: { type: 'string', default: '3' },
-    requests: { type: 'string', default: '200000' },
+    requests: { type: 'string', default: '1000000' },
     clients: { type: 'string', default: '50' },
     pipeline: { type: 'string', default: '16' },
     tests: { type: 'string', default: 'ping,set,get,incr,lpush,lpop' },
@@ -79,6 +83,11 @@ async function startShoal(workers: number): Promise<Target> {
   return { label: `shoal w${workers}`, port: s.port, stop: () => s.stop() };
 }
 
+async function startNodeNet(): Promise<Target> {
+  const s: RunningServer = await startServer({ label: 'node net', args: [join(ROOT, 'dist/bench/net-resp-server.js'), '--host', '127.0.0.1', '--port', '0'] });
+  return { label: 'node net', port: s.port, stop: () => s.stop() };
+}
+
 async function startRedis(): Promise<Target> {
   const port = await freePort();
   // No persistence: nothing written to disk; loopback only.
@@ -105,18 +114,45 @@ async function startRedis(): Promise<Target> {
   };
 }
 
+/** A process's CPU seconds so far (utime + stime), or null once it is gone. */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks: 100 per second on Linux
+  } catch {
+    return null;
+  }
+}
+
+/** The generator's CPU share of one core, by redis-benchmark run label; one figure per run. */
+const generatorCpu = new Map<string, number[]>();
+
 /** One redis-benchmark run; requests/s by test name (its --csv rows). Throws on errors. */
-async function benchmark(port: number, args: string[]): Promise<Map<string, number>> {
+async function benchmark(port: number, args: string[], label: string): Promise<Map<string, number>> {
   const child = track(spawn('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-c', String(CLIENTS), '-P', String(PIPELINE), '--csv', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const started = performance.now();
+  // Sampled while it runs (its /proc entry goes with it): the last sample is at most 200 ms short.
+  let cpu = 0;
+  let sampledAt = started;
+  const sampler = setInterval(() => {
+    const c = child.pid ? cpuSeconds(child.pid) : null;
+    if (c !== null) {
+      cpu = c;
+      sampledAt = performance.now();
+    }
+  }, 200);
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  if (!(await waitExit(child, RUN_DEADLINE_MS))) {
+  const exited = await waitExit(child, RUN_DEADLINE_MS);
+  clearInterval(sampler);
+  if (!exited) {
     if (child.pid) process.kill(child.pid, 'SIGKILL');
     throw new Error(`redis-benchmark ${args.join(' ')} did not finish within ${RUN_DEADLINE_MS} ms`);
   }
   if (child.exitCode !== 0 || /error/i.test(err)) throw new Error(`redis-benchmark ${args.join(' ')} failed (${child.exitCode}): ${err.slice(0, 500)}`);
+  if (sampledAt > started + 1000) generatorCpu.set(label, [...(generatorCpu.get(label) ?? []), (cpu * 1000) / (sampledAt - started)]);
   const rows = new Map<string, number>();
   for (const line of out.trim().split('\n').slice(1)) {
     const [name, rps] = line.split(',').map((c) => c.replace(/"/g, ''));
@@ -137,7 +173,7 @@ const version = (cmd: string): string => {
   }
 };
 
-const targets = [await startShoal(0), await startShoal(2), await startRedis()];
+const targets = [await startShoal(0), await startShoal(2), await startNodeNet(), await startRedis()];
 /** rps[target][test] = one figure per run. */
 const rps = new Map<string, Map<string, number[]>>(targets.map((t) => [t.label, new Map()]));
 const hash = new Map<string, number[]>();
@@ -146,7 +182,7 @@ try {
   for (let run = 1; run <= RUNS; run++) {
     for (const t of targets) {
       flush(t.port);
-      const rows = await benchmark(t.port, ['-n', String(N), '-t', values.tests!]);
+      const rows = await benchmark(t.port, ['-n', String(N), '-t', values.tests!], t.label);
       for (const [test, v] of rows) {
         const m = rps.get(t.label)!;
         m.set(test, [...(m.get(test) ?? []), v]);
@@ -154,7 +190,7 @@ try {
       process.stderr.write(`run ${run}/${RUNS} ${t.label}: ${[...rows].map(([k, v]) => `${k} ${Math.round(v)}`).join(', ')}\n`);
     }
     for (const t of targets.slice(0, 2)) {
-      const rows = await benchmark(t.port, hashArgs);
+      const rows = await benchmark(t.port, hashArgs, `${t.label} HASHCHAIN`);
       const v = [...rows.values()][0] ?? 0;
       hash.set(t.label, [...(hash.get(t.label) ?? []), v]);
       process.stderr.write(`run ${run}/${RUNS} ${t.label}: HASHCHAIN ${HASH_ROUNDS} ${Math.round(v)}\n`);
@@ -164,7 +200,7 @@ try {
   for (const t of targets) await t.stop();
 }
 
-const [w0, w2, redis] = targets.map((t) => rps.get(t.label)!);
+const [w0, w2, net, redis] = targets.map((t) => rps.get(t.label)!);
 const tests = [...redis!.keys()];
 const fmt = (x: number | null): string => (x === null ? '-' : String(round(x, 2)));
 const k = (x: number): string => `${round(x / 1000, 1)}k`;
@@ -176,14 +212,19 @@ const lines = [
   `- code ${codeVersion()}, node ${process.version}, ${version('redis-server').split(' ').slice(0, 3).join(' ')}, ${version('redis-benchmark')}`,
   `- machine: ${cpus().length} x ${cpus()[0]?.model ?? 'unknown'}`,
   '',
-  '| test | shoal w0 | shoal w2 | redis-server | w2 / redis | w0 / redis | w2 / w0 |',
-  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  '| test | shoal w0 | shoal w2 | node net | redis-server | w2 / redis | w0 / redis | node net / redis | w2 / w0 | w0 / node net |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...tests.map((t) => {
     const a = median(w0!.get(t) ?? []);
     const b = median(w2!.get(t) ?? []);
+    const n = median(net!.get(t) ?? []);
     const r = median(redis!.get(t) ?? []);
-    return `| ${t} | ${k(a)} | ${k(b)} | ${k(r)} | ${fmt(ratio(b, r))} | ${fmt(ratio(a, r))} | ${fmt(ratio(b, a))} |`;
+    return `| ${t} | ${k(a)} | ${k(b)} | ${k(n)} | ${k(r)} | ${fmt(ratio(b, r))} | ${fmt(ratio(a, r))} | ${fmt(ratio(n, r))} | ${fmt(ratio(b, a))} | ${fmt(ratio(a, n))} |`;
   }),
+  '',
+  `redis-benchmark's own CPU (share of one core, median over the runs of all ${tests.length} tests): ${[...generatorCpu]
+    .map(([label, v]) => `${label} ${Math.round(median(v) * 100)} %`)
+    .join(', ')}. A generator near 100 % is the limit of that column: its figure is a lower bound.`,
   '',
   `CPU-bound: \`redis-benchmark -c ${CLIENTS} -P ${PIPELINE} ${hashArgs.join(' ')}\` (a SHA-256 chain of ${HASH_ROUNDS} steps per command, no affinity: any worker)`,
   '',
