@@ -173,7 +173,10 @@ export class ReplyWriter {
 
   #waitForRoom(read: number): void {
     Atomics.store(this.#ctl, RING_WRITER_WAITING, 1);
-    this.ring();
+    // Notified whether or not the main thread announced a wait: while it polls (pool.ts
+    // POLL_MS) it has not, and a pending wait of its own still ends (it drains at once).
+    Atomics.add(this.#doorbell, this.#doorbellIndex, 1);
+    Atomics.notify(this.#doorbell, this.#doorbellIndex);
     // Bounded: the main thread drains on every doorbell; the loop in reserve() re-checks.
     Atomics.wait(this.#ctl, RING_READ, read, 50);
     Atomics.store(this.#ctl, RING_WRITER_WAITING, 0);

@@ -53,6 +53,61 @@ describe('replies stream', () => {
   });
 });
 
+describe('polling under a backlog', () => {
+  type Wakes = { doorbellWakes: number; polls: number; backstopReplies: number };
+  const wakes = (s: Running): Wakes => (s.server.dispatcher.current as unknown as { wakeStats(): Wakes }).wakeStats();
+
+  it('polls the rings while frames wait on the main thread, then wakes on the doorbell again', { timeout: 30_000 }, async () => {
+    const s = (running = await start({ handler: HOSTILE, workers: 2, offload: 'always' }));
+    // 4 connections x 20 pipelined 5 ms spins: far more than the shared queue holds (4 at that cost).
+    const peers = await Promise.all(Array.from({ length: 4 }, () => rawConnect(s.port)));
+    for (const p of peers) p.socket.write(Buffer.concat(Array.from({ length: 20 }, (_, i) => lengthFrame(benchBody(i % 2 === 0 ? SPIN : 1, i % 2 === 0 ? '5' : `c${i}`)))));
+    await waitFor(() => peers.every((p) => splitLengthFrames(p.received()).length === 20), 'all 80 replies', 20_000);
+    for (const p of peers) {
+      // In order: spins answer 'spun', the hashes of c1, c3, ... in between.
+      const replies = splitLengthFrames(p.received()).map(String);
+      expect(replies.filter((_, i) => i % 2 === 0).every((r) => r === 'spun')).toBe(true);
+      expect(new Set(replies.filter((_, i) => i % 2 === 1)).size).toBe(10);
+    }
+    const during = wakes(s);
+    expect(during.polls).toBeGreaterThan(0);
+    // The backlog is gone: one more message is read on the doorbell, not by a poll or the backstop.
+    await waitFor(() => s.server.stats().dispatcher.framesInFlight === 0, 'the pool idle');
+    const one = await rawConnect(s.port);
+    one.socket.write(spin(20));
+    await waitFor(() => splitLengthFrames(one.received()).length === 1, 'the last reply', 5000);
+    const after = wakes(s);
+    expect(after.polls).toBe(during.polls);
+    expect(after.doorbellWakes).toBeGreaterThan(during.doorbellWakes);
+    expect(after.backstopReplies).toBe(0);
+  });
+
+  it('a backlog of cheap messages that ends between two polls leaves the doorbell working', { timeout: 30_000 }, async () => {
+    // Cheap messages: the last poll reads every reply and finds nothing out (the path that
+    // once left the pending wait unannounced: the next reply only reached the 100 ms backstop).
+    const s = (running = await start({ handler: HOSTILE, workers: 2, offload: 'always' }));
+    const peers = await Promise.all(Array.from({ length: 8 }, () => rawConnect(s.port)));
+    const counts = peers.map(() => 0);
+    const caughtUp = () => peers.every((p, i) => splitLengthFrames(p.received()).length === counts[i]);
+    for (let round = 0; round < 3; round++) {
+      peers.forEach((p, i) => {
+        p.socket.write(Buffer.concat(Array.from({ length: 150 }, (_, k) => lengthFrame(benchBody(1, `r${round}m${k}`)))));
+        counts[i]! += 150;
+      });
+      await waitFor(caughtUp, `round ${round}'s replies`, 20_000);
+      await waitFor(() => s.server.stats().dispatcher.framesInFlight === 0, 'the pool idle');
+      const before = wakes(s);
+      peers[0]!.socket.write(spin(20));
+      counts[0]!++;
+      await waitFor(caughtUp, 'the single reply', 5000);
+      const after = wakes(s);
+      expect(after.backstopReplies).toBe(0);
+      expect(after.doorbellWakes).toBeGreaterThan(before.doorbellWakes);
+    }
+    expect(wakes(s).polls).toBeGreaterThan(0);
+  });
+});
+
 describe("offload 'auto'", () => {
   const route = (id: number): Buffer => {
     const b = Buffer.alloc(2);
