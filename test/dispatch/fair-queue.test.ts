@@ -3,6 +3,15 @@ import { FairQueue } from '../../dist/src/dispatch/fair-queue.js';
 
 const target = (id: number) => ({ id, remoteAddress: '', remotePort: 0, lane: null, deliver() {} });
 const frame = (s: string) => Buffer.from(s);
+/** Up to `n` frames taken with peekFrame() + shift(), as strings. */
+const shiftFrames = (q: FairQueue, n = Infinity): string[] => {
+  const got: string[] = [];
+  for (let f = q.peekFrame(); f !== null && got.length < n; f = q.peekFrame()) {
+    got.push(String(f));
+    q.shift();
+  }
+  return got;
+};
 
 describe('FairQueue', () => {
   it('takes an equal share from each waiting connection, keeping each one in sequence order', () => {
@@ -118,12 +127,7 @@ describe('FairQueue', () => {
     for (let i = 0; i < 10; i++) q.push(a, i, frame(`a${i}`));
     for (let i = 0; i < 2; i++) q.push(b, i, frame(`b${i}`));
     for (let i = 0; i < 5; i++) q.push(c, i, frame(`c${i}`));
-    const order: string[] = [];
-    for (let f = q.peekFrame(); f !== null; f = q.peekFrame()) {
-      order.push(String(f));
-      q.shift();
-    }
-    expect(order).toEqual(['a0', 'a1', 'a2', 'a3', 'b0', 'b1', 'c0', 'c1', 'c2', 'c3', 'a4', 'a5', 'a6', 'a7', 'c4', 'a8', 'a9']);
+    expect(shiftFrames(q)).toEqual(['a0', 'a1', 'a2', 'a3', 'b0', 'b1', 'c0', 'c1', 'c2', 'c3', 'a4', 'a5', 'a6', 'a7', 'c4', 'a8', 'a9']);
     expect(q.size).toBe(0);
     expect(q.bytes).toBe(0);
   });
@@ -133,14 +137,7 @@ describe('FairQueue', () => {
     const a = target(1);
     const b = target(2);
     const light = target(3);
-    const drain = (n: number) => {
-      const got: string[] = [];
-      for (let i = 0; i < n && q.peekFrame() !== null; i++) {
-        got.push(String(q.peekFrame()));
-        q.shift();
-      }
-      return got;
-    };
+    const drain = (n: number) => shiftFrames(q, n);
     for (let i = 0; i < 10; i++) q.push(a, i, frame(`a${i}`));
     expect(drain(4)).toEqual(['a0', 'a1', 'a2', 'a3']); // a's first turn is over
     for (let i = 0; i < 10; i++) q.push(b, i, frame(`b${i}`));
