@@ -3,17 +3,18 @@
  * from Debian's redis-tools): shoal with workers 0 and 2, a plain Node `net` server with
  * no framework (net-resp-server.ts: what one Node thread does with these commands), and
  * redis-server, all started here on loopback and stopped by their PIDs; the runs
- * interleaved (w0, w2, node net, redis, then again), medians of `--runs`, with
+ * interleaved (w0, w2, node net, redis, then again; one redis-benchmark per test), medians
+ * of `--runs`, with each server's CPU per command (user and system µs, from /proc) and
  * redis-benchmark's own CPU (the machine's other core: near 100 % it is the limit); then
  * the CPU-bound HASHCHAIN with workers 0 vs 2.
  *
  *   npm run build && npm run bench:resp -- [--runs 3] [--requests 1000000] [--out]
  *
- * --out writes bench/results/<date>-resp.md. Only ratios measured in one run mean
+ * --out writes bench/results/<date>-resp.md (-2, -3, ... when that exists). Only ratios measured in one run mean
  * anything (DESIGN.md): run it on a quiet machine.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
@@ -32,7 +33,7 @@ const HELP = `Usage: node dist/bench/resp.js [options]   (npm run bench:resp -- 
   --tests <list>        redis-benchmark -t (default ping,set,get,incr,lpush,lpop)
   --hash-rounds <n>     SHA-256 steps per HASHCHAIN command (default 1000)
   --hash-requests <n>   HASHCHAIN commands per run (default 30000: about 10 s on 2 workers, past the workers' warm-up)
-  --out                 write bench/results/<date>-resp.md
+  --out                 write bench/results/<date>-resp.md (-2, -3, ... when that exists)
   -h, --help
 `;
 
@@ -66,6 +67,8 @@ guardChildren('bench:resp', 60 * 60_000);
 interface Target {
   label: string;
   port: number;
+  /** The server's process (its CPU per command is read from /proc). */
+  pid: number;
   stop(): Promise<unknown>;
 }
 
@@ -80,12 +83,12 @@ async function freePort(): Promise<number> {
 async function startShoal(workers: number): Promise<Target> {
   const args = [CLI, 'start', '--framing', 'resp', '--handler', join(ROOT, 'examples/resp/handler.js'), '--workers', String(workers), '--host', '127.0.0.1', '--port', '0', '--log-format', 'json'];
   const s: RunningServer = await startServer({ label: `shoal w${workers}`, args });
-  return { label: `shoal w${workers}`, port: s.port, stop: () => s.stop() };
+  return { label: `shoal w${workers}`, port: s.port, pid: s.pid, stop: () => s.stop() };
 }
 
 async function startNodeNet(): Promise<Target> {
   const s: RunningServer = await startServer({ label: 'node net', args: [join(ROOT, 'dist/bench/net-resp-server.js'), '--host', '127.0.0.1', '--port', '0'] });
-  return { label: 'node net', port: s.port, stop: () => s.stop() };
+  return { label: 'node net', port: s.port, pid: s.pid, stop: () => s.stop() };
 }
 
 async function startRedis(): Promise<Target> {
@@ -107,6 +110,7 @@ async function startRedis(): Promise<Target> {
   return {
     label: 'redis-server',
     port,
+    pid: child.pid!,
     async stop() {
       if (child.pid) process.kill(child.pid, 'SIGTERM');
       if (!(await waitExit(child, 10_000)) && child.pid) process.kill(child.pid, 'SIGKILL');
@@ -114,14 +118,18 @@ async function startRedis(): Promise<Target> {
   };
 }
 
-/** A process's CPU seconds so far (utime + stime), or null once it is gone. */
-function cpuSeconds(pid: number): number | null {
+/** A process's CPU seconds so far, user and system (all its threads), or null once it is gone. */
+function cpuTimes(pid: number): { user: number; system: number } | null {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks: 100 per second on Linux
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }; // clock ticks: 100 per second on Linux
   } catch {
     return null;
   }
+}
+function cpuSeconds(pid: number): number | null {
+  const t = cpuTimes(pid);
+  return t === null ? null : t.user + t.system;
 }
 
 /** The generator's CPU share of one core, by redis-benchmark run label; one figure per run. */
@@ -177,12 +185,27 @@ const targets = [await startShoal(0), await startShoal(2), await startNodeNet(),
 /** rps[target][test] = one figure per run. */
 const rps = new Map<string, Map<string, number[]>>(targets.map((t) => [t.label, new Map()]));
 const hash = new Map<string, number[]>();
+/** serverCpu[target][test] = µs of the server's CPU per command, user and system, one per run. */
+const serverCpu = new Map<string, Map<string, { user: number; system: number }[]>>(targets.map((t) => [t.label, new Map()]));
 const hashArgs = ['-n', String(HASH_N), 'hashchain', String(HASH_ROUNDS), 'i am spiderman.'];
 try {
   for (let run = 1; run <= RUNS; run++) {
     for (const t of targets) {
       flush(t.port);
-      const rows = await benchmark(t.port, ['-n', String(N), '-t', values.tests!], t.label);
+      const rows = new Map<string, number>();
+      // One redis-benchmark per test, in the same order as one run of all of them (GET after SET
+      // finds its keys): the server's own CPU is then read per test.
+      for (const test of values.tests!.split(',')) {
+        const before = cpuTimes(t.pid);
+        const got = await benchmark(t.port, ['-n', String(N), '-t', test], t.label);
+        const after = cpuTimes(t.pid);
+        for (const [name, v] of got) rows.set(name, v);
+        if (before !== null && after !== null && got.size > 0) {
+          const commands = N * got.size; // -t ping runs two tests (inline and multi-bulk)
+          const m = serverCpu.get(t.label)!;
+          m.set(test, [...(m.get(test) ?? []), { user: ((after.user - before.user) * 1e6) / commands, system: ((after.system - before.system) * 1e6) / commands }]);
+        }
+      }
       for (const [test, v] of rows) {
         const m = rps.get(t.label)!;
         m.set(test, [...(m.get(test) ?? []), v]);
@@ -222,6 +245,19 @@ const lines = [
     return `| ${t} | ${k(a)} | ${k(b)} | ${k(n)} | ${k(r)} | ${fmt(ratio(b, r))} | ${fmt(ratio(a, r))} | ${fmt(ratio(n, r))} | ${fmt(ratio(b, a))} | ${fmt(ratio(a, n))} |`;
   }),
   '',
+  `Server CPU per command, µs of user + system time (all the server's threads, /proc/<pid>/stat over each test's ${N.toLocaleString('en-US')} commands; medians): a figure that the generator's and the machine's pace move less than requests/s.`,
+  '',
+  `| test | ${targets.map((t) => t.label).join(' | ')} |`,
+  `| --- |${targets.map(() => ' ---: |').join('')}`,
+  ...values.tests!.split(',').map((test) => {
+    const cell = (label: string): string => {
+      const xs = serverCpu.get(label)?.get(test) ?? [];
+      if (xs.length === 0) return '-';
+      return `${round(median(xs.map((x) => x.user)), 2)} + ${round(median(xs.map((x) => x.system)), 2)}`;
+    };
+    return `| ${test} | ${targets.map((t) => cell(t.label)).join(' | ')} |`;
+  }),
+  '',
   `redis-benchmark's own CPU (share of one core, median over the runs of all ${tests.length} tests): ${[...generatorCpu]
     .map(([label, v]) => `${label} ${Math.round(median(v) * 100)} %`)
     .join(', ')}. A generator near 100 % is the limit of that column: its figure is a lower bound.`,
@@ -243,7 +279,9 @@ process.stdout.write(report);
 if (values.out) {
   const dir = join(ROOT, 'bench/results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${new Date().toISOString().slice(0, 10)}-resp.md`);
+  const day = new Date().toISOString().slice(0, 10);
+  let file = join(dir, `${day}-resp.md`);
+  for (let n = 2; existsSync(file); n++) file = join(dir, `${day}-resp-${n}.md`); // an earlier run's results stay
   writeFileSync(file, report);
   process.stderr.write(`wrote ${file}\n`);
 }
