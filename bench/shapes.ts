@@ -39,7 +39,7 @@ const HELP = `Usage: node dist/bench/shapes.js [options]   (npm run bench:shapes
   --quick                  1.5 s runs, 0.5 s warm-up, 1 run (default 5 s, 1 s, 3 runs)
   --runs <n>               interleaved runs per cell, median reported
   --duration <s>           seconds measured per run
-  --warmup <s>             seconds of warm-up per run
+  --warmup <s>             seconds of warm-up per run (default 3: past the JIT's start-up)
   --only <names>           cells and groups, comma separated: ${CELLS.map((c) => c.id).join(', ')};
                            closed, open, echo, 100us, 1ms, memory, agree (default: all)
   --servers <ids>          pool,inline,cluster (default all three; ref is added by --compare-ref)
@@ -452,7 +452,10 @@ async function main(): Promise<number> {
   const quick = values.quick === true;
   const runs = Number(values.runs ?? (quick ? 1 : 3));
   const durationS = Number(values.duration ?? (quick ? 1.5 : 5));
-  const warmupS = Number(values.warmup ?? (quick ? 0.5 : 1));
+  // 3 s: a fresh server's isolates compile their hot code on V8's platform threads for the first
+  // ~2 s of load (20 % of a core here with workers: 2, whose three isolates share two cores with
+  // the generator; workers: 0 has the spare core for it). A 1 s warm-up measured that start-up.
+  const warmupS = Number(values.warmup ?? (quick ? 0.5 : 3));
   const openFraction = Number(values['open-fraction'] ?? 0.5);
   const genThreads = Number(values['gen-threads'] ?? 1);
   const memoryConnections = Number(values['memory-connections'] ?? 10_000);
