@@ -54,12 +54,18 @@ export function rssKiB(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** A process's CPU seconds so far, user and system (all its threads), or null when it is gone. */
+export function cpuTimes(pid: number): { user: number; system: number } | null {
+  const stat = read(`/proc/${pid}/stat`);
+  if (!stat) return null;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / ticksPerSecond(), system: Number(fields[12]) / ticksPerSecond() };
+}
+
 /** user + system CPU time in clock ticks (0 when gone). */
 export function cpuTicks(pid: number): number {
-  const stat = read(`/proc/${pid}/stat`);
-  if (!stat) return 0;
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
+  const t = cpuTimes(pid);
+  return t === null ? 0 : Math.round((t.user + t.system) * ticksPerSecond());
 }
 
 /** CPU ticks the whole machine spent busy (all cores; steal counts as busy: the core was not ours). */

@@ -15,13 +15,13 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CLI, ROOT, codeVersion, guardChildren, startServer, track, waitExit } from './harness.js';
 import type { RunningServer } from './harness.js';
+import { cpuTimes } from './proc.js';
 import { median, ratio, round } from './stats.js';
 
 const HELP = `Usage: node dist/bench/resp.js [options]   (npm run bench:resp -- [options])
@@ -118,15 +118,6 @@ async function startRedis(): Promise<Target> {
   };
 }
 
-/** A process's CPU seconds so far, user and system (all its threads), or null once it is gone. */
-function cpuTimes(pid: number): { user: number; system: number } | null {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }; // clock ticks: 100 per second on Linux
-  } catch {
-    return null;
-  }
-}
 function cpuSeconds(pid: number): number | null {
   const t = cpuTimes(pid);
   return t === null ? null : t.user + t.system;
