@@ -342,24 +342,38 @@ function unknown(args) {
 }
 
 /**
- * Command names as clients spell them (redis-benchmark sends GET, redis-cli get) -> their
- * COMMANDS entry, or null: one map lookup per command, no lower-casing. Bounded, so a
- * client inventing names cannot grow it.
+ * A command name as a number made from its bytes, ASCII case folded: 5 bits a letter
+ * (1-26), so GET, get and Get are one number and no string is made per command. -1 when
+ * the name is not 1 to 10 letters: no command is named so (they would be unknown anyway).
  */
-const BY_SPELLING = new Map();
+function nameCode(name) {
+  const n = name.length;
+  if (n === 0 || n > 10) return -1;
+  let code = 0;
+  for (let i = 0; i < n; i++) {
+    const letter = (name[i] | 0x20) - 0x60;
+    if (letter < 1 || letter > 26) return -1;
+    code = code * 32 + letter;
+  }
+  return code;
+}
+
+/** nameCode -> COMMANDS entry: one lookup of a number per command. */
+const BY_CODE = new Map();
+for (const [name, entry] of COMMANDS) {
+  const code = nameCode(Buffer.from(name));
+  if (code < 0) throw new Error(`command name '${name}' is not 1 to 10 letters: nameCode cannot find it`);
+  BY_CODE.set(code, entry);
+}
 
 function entryOf(name) {
-  let entry = BY_SPELLING.get(name);
-  if (entry === undefined) {
-    entry = COMMANDS.get(name.toLowerCase()) ?? null;
-    if (BY_SPELLING.size < 1024) BY_SPELLING.set(name, entry);
-  }
-  return entry;
+  const code = nameCode(name);
+  return code < 0 ? null : (BY_CODE.get(code) ?? null);
 }
 
 export default function redis(args, ctx) {
   if (args.length === 0) return undefined;
-  const entry = entryOf(args[0].toString('latin1'));
+  const entry = entryOf(args[0]);
   if (entry === null) return unknown(args);
   const [n, run] = entry;
   if (n >= 0 ? args.length !== n : args.length < -n) return arity(args[0]);

@@ -104,6 +104,16 @@ describe.each([0, 2])('examples/resp with ioredis, workers: %i', (workers) => {
     expect(await r.get('s')).toBe('text');
   });
 
+  it('command names in any case are found; names that are not 1-10 letters are unknown', async () => {
+    await r.set('case', 'v');
+    for (const name of ['GET', 'get', 'GeT', 'gEt']) expect(await r.call(name, 'case')).toBe('v');
+    expect(await r.call('HashChain', '1', 'x')).toBe(shaChain(Buffer.from('x'), 1).toString('hex'));
+    // One letter off (the case fold must not make these a known command), digits, other bytes, too long, empty.
+    for (const name of ['gex', 'ge', 'gett', 'g3t', 'get\u0000', 'g@t', 'g[t', 'hashchains', 'flushallxyz', 'getgetgetget', '']) {
+      await expect(r.call(name, 'case'), JSON.stringify(name)).rejects.toThrow(`ERR unknown command '${name}'`);
+    }
+  });
+
   it('pipelining: 2,000 mixed commands in one batch come back in order', async () => {
     await r.flushall();
     const p = r.pipeline();
