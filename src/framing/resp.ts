@@ -14,7 +14,9 @@ import type { FrameDecoder, FrameEncoder, Framing, RespFramingOptions } from './
  * A frame is the command's bytes as they came, never copied and never parsed into
  * strings on the main thread: the cutter only walks the headers (Netty's RedisDecoder
  * states, with RedisArrayAggregator's job done by counting elements). parseCommand()
- * below, run by the `resp` codec in a worker, turns a frame into its arguments.
+ * below, run by the `resp` codec, turns a frame into its arguments: in a worker by
+ * walking the headers again, on the main thread right after the cut from the places the
+ * cutter recorded (`cut`).
  *
  * Bounds, each checked as soon as the header that would break it is in, before a
  * byte of its body is buffered:
@@ -78,7 +80,6 @@ export function parseCount(buf: Uint8Array, from: number, to: number): number {
   return negative ? -n : n;
 }
 
-/** Index of the first CR in buf[from, to), or -1. */
 /**
  * The CR ending a count line that starts at `from`, or -1. Looked for in JS over at most
  * MAX_COUNT_LINE + 1 bytes: a count line is a few bytes, and a native indexOf() call costs
@@ -176,12 +177,40 @@ function quotedWord(line: Buffer, start: number, at: number): { value: Buffer; e
 const ESCAPES: Record<number, number> = { 0x6e: LF, 0x72: CR, 0x74: 0x09, 0x62: 0x08, 0x61: 0x07 };
 const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
 
+/** Commands of at most this many elements have their arguments' places recorded by the decoder (`cut`). */
+const MAX_RECORDED = 32;
+
+/**
+ * Where the arguments of the command the decoder cut last are, so that parseCommand(),
+ * when it runs on the same thread right after (the main thread's inline path), does not
+ * walk the headers a second time. Only a command cut whole within one decode() call is
+ * recorded (a command split over reads is not: another connection's decoder may have
+ * written here in between). One per thread: `frame` is the exact view the decoder
+ * returned, so any other frame, or this one parsed twice, takes the walk.
+ */
+const cut = {
+  /** The frame the spans are of, or null. Cleared once parsed: it holds no input alive for long. */
+  frame: null as Buffer | null,
+  count: 0,
+  /** For each argument, its start in the frame and its length. */
+  spans: new Int32Array(2 * MAX_RECORDED),
+};
+
 /**
  * The arguments of a frame cut by RespDecoder: views into `frame` (no copy) for an
  * array command; for an inline one, views or (quoted words) copies. The reader of the
  * format the decoder below writes, kept beside it.
  */
 export function parseCommand(frame: Buffer): Buffer[] {
+  if (frame === cut.frame) {
+    // Cut on this thread a moment ago: the decoder read these headers already.
+    cut.frame = null;
+    const n = cut.count;
+    const spans = cut.spans;
+    const args = new Array<Buffer>(n);
+    for (let k = 0; k < n; k++) args[k] = frame.subarray(spans[2 * k]!, spans[2 * k]! + spans[2 * k + 1]!);
+    return args;
+  }
   if (frame.length === 0 || frame[0] !== STAR) {
     const args = splitInline(frame);
     if (args === null) throw new RespProtocolError('SHOAL_FRAME_INVALID', 'unbalanced quotes in request');
@@ -236,6 +265,8 @@ export class RespDecoder implements FrameDecoder {
   decode(buf: Buffer, offset: number): Buffer | null {
     const end = buf.length;
     let p = offset + this.#pos;
+    /** Elements recorded in `cut` for this command, or -1: not recorded (begun in an earlier call, or too many elements). */
+    let recorded = -1;
     for (;;) {
       if (this.#left === HEAD) {
         const s = offset + this.#start;
@@ -270,6 +301,9 @@ export class RespDecoder implements FrameDecoder {
         }
         this.#left = count;
         this.#bulk = -1;
+        // The spans are about to be overwritten: whatever frame they were of loses them now.
+        cut.frame = null;
+        recorded = count <= MAX_RECORDED ? 0 : -1;
       }
       // Inside an array: a `$n` header, then n bytes and CRLF, per element.
       if (this.#bulk < 0) {
@@ -287,6 +321,11 @@ export class RespDecoder implements FrameDecoder {
           throw new RespProtocolError('SHOAL_FRAME_TOO_LARGE', `invalid bulk length (${len} bytes, maxBulkLength is ${o.maxBulkLength})`);
         }
         p = cr + 2;
+        if (recorded >= 0) {
+          cut.spans[2 * recorded] = p - offset - this.#start;
+          cut.spans[2 * recorded + 1] = len;
+          recorded++;
+        }
         // The rest of the command needs at least this bulk and a minimal element for each one left.
         const least = p - offset + len + 2 + (this.#left - 1) * MIN_ELEMENT;
         if (least > o.maxFrame) {
@@ -304,7 +343,12 @@ export class RespDecoder implements FrameDecoder {
       if (buf[after - 2] !== CR || buf[after - 1] !== LF) throw new RespProtocolError('SHOAL_FRAME_INVALID', 'expected CRLF after a bulk string');
       p = after;
       this.#bulk = -1;
-      if (--this.#left === 0) return this.#emit(buf, offset, buf.subarray(offset + this.#start, p), p);
+      if (--this.#left === 0) {
+        const frame = this.#emit(buf, offset, buf.subarray(offset + this.#start, p), p);
+        cut.frame = recorded >= 0 ? frame : null;
+        cut.count = recorded;
+        return frame;
+      }
     }
   }
 

@@ -227,4 +227,46 @@ describe('resp framing: any chunking gives the same frames (property)', () => {
       RUNS,
     );
   });
+
+  // parseCommand takes the argument places the decoder recorded for the frame it cut last
+  // on this thread: two connections cutting in turns, frames parsed at once or later (or
+  // twice), commands split over reads and commands too long to record must all still
+  // give their own arguments.
+  it('arguments are right however cutting and parsing of two connections interleave', () => {
+    const many = fc.array(arg, { minLength: 30, maxLength: 40 }).map((args) => ({ wire: command(...args), args }));
+    const skipped = cmd.map((c) => ({ wire: Buffer.concat([Buffer.from('\r\n*0\r\n'), c.wire]), args: c.args }));
+    const anyCmd = fc.oneof(cmd, cmd, many, skipped);
+    const stream = fc.record({ cmds: fc.array(anyCmd, { minLength: 1, maxLength: 6 }), cuts: fc.array(fc.nat(), { maxLength: 8 }) });
+    fc.assert(
+      fc.property(stream, stream, fc.array(fc.nat(), { minLength: 1, maxLength: 64 }), (a, b, choices) => {
+        const conns = [a, b].map((s) => {
+          const wire = Buffer.concat(s.cmds.map((c) => c.wire));
+          return { reader: new FrameReader(respf({}, 4096).createDecoder()), chunks: splitAt(wire, s.cuts.map((c) => c % (wire.length + 1))), want: s.cmds.map((c) => c.args.map(hex)), got: [] as (string[] | null)[] };
+        });
+        const deferred: { conn: (typeof conns)[number]; index: number; frame: Buffer }[] = [];
+        let turn = 0;
+        const choice = (): number => choices[turn++ % choices.length]!;
+        while (conns.some((c) => c.chunks.length > 0)) {
+          const picked = conns[choice() % 2]!;
+          const conn = picked.chunks.length > 0 ? picked : conns.find((c) => c.chunks.length > 0)!;
+          conn.reader.push(Buffer.from(conn.chunks.shift()!));
+          for (let f = conn.reader.next(); f !== null; f = conn.reader.next()) {
+            const index = conn.got.push(null) - 1;
+            const how = choice() % 3;
+            if (how === 0) conn.got[index] = parseCommand(f).map(hex);
+            else if (how === 1) deferred.push({ conn, index, frame: f });
+            else {
+              conn.got[index] = parseCommand(f).map(hex);
+              expect(parseCommand(f).map(hex)).toEqual(conn.got[index]);
+            }
+          }
+          // Parse what waits now and then, between reads (after a command begun and not finished), not only at the end.
+          if (choice() % 2 === 0) for (const d of deferred.splice(0)) d.conn.got[d.index] = parseCommand(d.frame).map(hex);
+        }
+        for (const d of deferred.reverse()) d.conn.got[d.index] = parseCommand(d.frame).map(hex);
+        for (const c of conns) expect(c.got).toEqual(c.want);
+      }),
+      RUNS,
+    );
+  });
 });
