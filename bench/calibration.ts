@@ -1,7 +1,11 @@
 /**
  * K for ~100 µs and ~1 ms of CPU per message on this machine, measured with the
  * bench-protocol handler itself and kept in bench/results/calibration-<host>.json
- * (measured again when the handler or Node changes).
+ * (measured again when the handler or Node changes, or when this machine's pace has moved).
+ *
+ * The pace is checked on every run: the machines behind one host name differ 2-3x
+ * (2026-12-01: 0.62 µs per step; 2026-12-03: 0.215), and a stale K puts the "~100 µs"
+ * cells at ~40 µs of real work, where the pool's hand-off weighs twice as much.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -51,16 +55,32 @@ async function calibrate(): Promise<Calibration> {
   };
 }
 
-/** This machine's calibration from `dir`, measured (and saved) when missing, stale or `force`d. */
+/** A stored step cost this far from the one measured now (either way) is stale. */
+export const PACE_TOLERANCE = 0.15;
+
+/** True when `stored` was measured at this machine's pace (`measured`, µs per step) within PACE_TOLERANCE. */
+export function paceHolds(stored: number, measured: number): boolean {
+  return Math.abs(measured / stored - 1) <= PACE_TOLERANCE;
+}
+
+/**
+ * This machine's calibration from `dir`: kept while the handler, Node and the pace hold
+ * (so runs of one machine use the same K), measured again (and saved) otherwise or when `force`d.
+ */
 export async function loadCalibration(dir: string, host: string, force: boolean, note: (msg: string) => void): Promise<Calibration> {
   const file = join(dir, `calibration-${host}.json`);
   const hash = handlerHash();
+  const fresh = await calibrate();
   if (!force && existsSync(file)) {
     const c = JSON.parse(readFileSync(file, 'utf8')) as Calibration;
-    if (c.handlerHash === hash && c.node === process.version) return c;
-    note(`calibration in ${file} is for another handler or Node version: measuring again`);
+    if (c.handlerHash !== hash || c.node !== process.version) {
+      note(`calibration in ${file} is for another handler or Node version: measuring again`);
+    } else if (!paceHolds(c.stepUs, fresh.stepUs)) {
+      note(`calibration in ${file} is for another pace (${c.stepUs} µs per step, now ${fresh.stepUs}): measuring again`);
+    } else {
+      return c;
+    }
   }
-  const c = await calibrate();
-  writeFileSync(file, JSON.stringify(c, null, 2) + '\n');
-  return c;
+  writeFileSync(file, JSON.stringify(fresh, null, 2) + '\n');
+  return fresh;
 }
