@@ -68,6 +68,22 @@ export function cpuTicks(pid: number): number {
   return t === null ? 0 : Math.round((t.user + t.system) * ticksPerSecond());
 }
 
+/** user + system clock ticks of a `/proc/.../stat` line (fields 14 and 15), or 0. */
+export function statTicks(stat: string | null): number {
+  if (!stat) return 0;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]) || 0;
+}
+
+/**
+ * CPU ticks of a process's main thread alone (its thread id is its pid): for shoal the
+ * thread that owns every socket, for a cluster worker the whole server. The rest of a
+ * process's time is its other threads': pool workers, V8's GC helpers, libuv's pool.
+ */
+export function mainThreadTicks(pid: number): number {
+  return statTicks(read(`/proc/${pid}/task/${pid}/stat`));
+}
+
 /** CPU ticks the whole machine spent busy (all cores; steal counts as busy: the core was not ours). */
 export function systemBusyTicks(): number {
   const stat = read('/proc/stat');
@@ -82,6 +98,8 @@ export interface Sample {
   t: number;
   rssKiB: number;
   ticks: number;
+  /** The main threads' part of `ticks` (mainThreadTicks() of each process). */
+  mainTicks: number;
   /** systemBusyTicks() at the same moment. */
   systemTicks: number;
   processes: number;
@@ -91,11 +109,13 @@ export function sampleTree(pid: number): Sample {
   const pids = processTree(pid);
   let rss = 0;
   let ticks = 0;
+  let mainTicks = 0;
   for (const p of pids) {
     rss += rssKiB(p);
     ticks += cpuTicks(p);
+    mainTicks += mainThreadTicks(p);
   }
-  return { t: Date.now(), rssKiB: rss, ticks, systemTicks: systemBusyTicks(), processes: pids.length };
+  return { t: Date.now(), rssKiB: rss, ticks, mainTicks, systemTicks: systemBusyTicks(), processes: pids.length };
 }
 
 /** Samples a process tree on a timer until stopped. */
@@ -122,15 +142,15 @@ export class Sampler {
 
   /**
    * CPU between two wall-clock times, % of one core (from the samples nearest to them):
-   * of the process tree, and of the whole machine.
+   * of the process tree, of its processes' main threads, and of the whole machine.
    */
-  cpuPercent(from: number, to: number): { tree: number; system: number } {
+  cpuPercent(from: number, to: number): { tree: number; main: number; system: number } {
     const nearest = (t: number): Sample =>
       this.samples.reduce((best, s) => (Math.abs(s.t - t) < Math.abs(best.t - t) ? s : best), this.samples[0]!);
     const a = nearest(from);
     const b = nearest(to);
-    if (b.t <= a.t) return { tree: 0, system: 0 };
+    if (b.t <= a.t) return { tree: 0, main: 0, system: 0 };
     const per = (ticks: number): number => (ticks / ticksPerSecond() / ((b.t - a.t) / 1000)) * 100;
-    return { tree: per(b.ticks - a.ticks), system: per(b.systemTicks - a.systemTicks) };
+    return { tree: per(b.ticks - a.ticks), main: per(b.mainTicks - a.mainTicks), system: per(b.systemTicks - a.systemTicks) };
   }
 }

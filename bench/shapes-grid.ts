@@ -110,6 +110,8 @@ export interface RunFigures {
   genSaturated: boolean;
   serverPeakRssMiB: number;
   serverCpu: number;
+  /** The server processes' main threads' part of serverCpu (shoal: the I/O thread; the rest is workers and V8's helpers). */
+  mainCpu: number;
   otherCpu: number;
 }
 
@@ -129,6 +131,7 @@ export interface CellSummary {
   genSaturated: boolean;
   peakRssMiB: number;
   serverCpu: number;
+  mainCpu: number;
   otherCpu: number;
 }
 
@@ -150,6 +153,7 @@ export function summarize(runs: RunFigures[]): CellSummary {
     genSaturated: runs.some((r) => r.genSaturated),
     peakRssMiB: m((r) => r.serverPeakRssMiB, 1),
     serverCpu: m((r) => r.serverCpu, 1),
+    mainCpu: m((r) => r.mainCpu, 1),
     otherCpu: m((r) => r.otherCpu, 1),
   };
 }

@@ -172,7 +172,7 @@ async function runOnce(rep: number, cell: ShapeCell, id: ShapeServerId, setup: S
   if (!r) {
     return {
       ...base, rps: 0, p50: 0, p90: 0, p99: 0, p99_9: 0, max: 0, errors: 1, genCpu: 0, genSaturated: false, genThreadsCpu: [],
-      serverPeakRssMiB: round(sampler.peakRssKiB() / 1024, 1), serverCpu: 0, otherCpu: 0, errorDetail: null,
+      serverPeakRssMiB: round(sampler.peakRssKiB() / 1024, 1), serverCpu: 0, mainCpu: 0, otherCpu: 0, errorDetail: null,
       failure: `loadgen exit ${run.code}: ${run.stderr.slice(0, 500)}`,
     };
   }
@@ -193,6 +193,7 @@ async function runOnce(rep: number, cell: ShapeCell, id: ShapeServerId, setup: S
     genSaturated: generatorSaturated(r.cpu),
     serverPeakRssMiB: round(sampler.peakRssKiB() / 1024, 1),
     serverCpu: round(cpu.tree, 1),
+    mainCpu: round(cpu.main, 1),
     otherCpu: round(Math.max(0, cpu.system - cpu.tree - r.cpu.percent), 1),
   };
 }
@@ -361,14 +362,14 @@ function markdown(r: Results, svgFile: string): string {
     lines.push('', `## Open loop at ${Math.round(r.settings.openFraction * 100)}% of the pool's closed-loop capacity (the median of its runs; latency from the scheduled send time)`, '', ...open);
   }
   lines.push(...memoryLines(r), ...agreeLines(r));
-  if (r.runs.length) lines.push('', '## Every cell', '', '| cell | server | req/s (min–max) | p50 | p99 | p99.9 ms | server CPU % | peak RSS MiB | generator CPU % | other load % | errors |', '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  if (r.runs.length) lines.push('', '## Every cell', '', '| cell | server | req/s (min–max) | p50 | p99 | p99.9 ms | server CPU % | main thread(s) % | peak RSS MiB | generator CPU % | other load % | errors |', '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const c of r.cells) {
     for (const s of r.servers) {
       const x: CellSummary | undefined = r.summaries[c.id]?.[s.id];
       if (!x) continue;
       lines.push(
         `| ${c.id} | ${s.label} | ${Math.round(x.rps)} (${Math.round(x.rpsMin)}–${Math.round(x.rpsMax)}) | ${x.p50.toFixed(3)} | ${x.p99.toFixed(3)} | ${x.p99_9.toFixed(3)} | ` +
-          `${x.serverCpu.toFixed(0)} | ${x.peakRssMiB.toFixed(0)} | ${x.genCpu.toFixed(0)}${x.genSaturated ? ' ⚑' : ''} | ${x.otherCpu.toFixed(0)} | ${x.errors} |`,
+          `${x.serverCpu.toFixed(0)} | ${(x.mainCpu ?? 0).toFixed(0)} | ${x.peakRssMiB.toFixed(0)} | ${x.genCpu.toFixed(0)}${x.genSaturated ? ' ⚑' : ''} | ${x.otherCpu.toFixed(0)} | ${x.errors} |`,
       );
     }
   }
@@ -509,7 +510,7 @@ async function main(): Promise<number> {
       const r = await runOnce(rep, cell, id, setup, plan(cell, rate));
       records.push(r);
       log(
-        `run ${rep} ${cell.id.padEnd(12)} ${id.padEnd(7)} ${r.failure ? `FAILED ${r.failure}` : `${Math.round(r.rps).toString().padStart(7)} req/s  p50 ${r.p50.toFixed(3)}  p99 ${r.p99.toFixed(3)} ms  errors ${r.errors}  server ${r.serverCpu.toFixed(0)}% ${r.serverPeakRssMiB} MiB  gen ${r.genCpu.toFixed(0)}%${r.genSaturated ? ' ⚑' : ''}  other ${r.otherCpu.toFixed(0)}%`}`,
+        `run ${rep} ${cell.id.padEnd(12)} ${id.padEnd(7)} ${r.failure ? `FAILED ${r.failure}` : `${Math.round(r.rps).toString().padStart(7)} req/s  p50 ${r.p50.toFixed(3)}  p99 ${r.p99.toFixed(3)} ms  errors ${r.errors}  server ${r.serverCpu.toFixed(0)}% (main ${r.mainCpu.toFixed(0)}%) ${r.serverPeakRssMiB} MiB  gen ${r.genCpu.toFixed(0)}%${r.genSaturated ? ' ⚑' : ''}  other ${r.otherCpu.toFixed(0)}%`}`,
       );
       return r;
     } catch (err) {
