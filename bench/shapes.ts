@@ -46,6 +46,8 @@ const HELP = `Usage: node dist/bench/shapes.js [options]   (npm run bench:shapes
   --server-args "<flags>"  extra \`shoal start\` flags for the pool server (split on spaces)
   --compare-ref <git-ref>  also run the pool server of that commit (built in $TMPDIR/shoal-ref-<commit>/)
   --ref-server-args "..."  extra \`shoal start\` flags for the ref's pool server (default none)
+  --pool-node-flags "..."  Node/V8 flags for the pool server's process only, e.g.
+                           "--max-semi-space-size=8" (split on spaces)
   --open-fraction <x>      open-loop rate as a share of the pool's closed-loop capacity
                            (the median of its runs of the capacity cell; default 0.5)
   --gen-threads <n>        load generator threads (default 1)
@@ -66,6 +68,8 @@ const log = (msg: string): void => void process.stdout.write(`${msg}\n`);
 interface Setup {
   n: number;
   serverArgs: string[];
+  /** Node/V8 flags before the pool server's script (--pool-node-flags). */
+  nodeFlags: string[];
   refArgs: string[];
   refDir: string | null;
 }
@@ -73,15 +77,15 @@ interface Setup {
 const COMMON = ['--host', '127.0.0.1', '--port', '0', '--max-connections', '20000'];
 
 function serverCommand(id: ShapeServerId, s: Setup, nofile?: number): ServerCommand {
-  const shoal = (root: string, workers: number, extra: string[]): ServerCommand => ({
+  const shoal = (root: string, workers: number, extra: string[], nodeFlags: string[] = []): ServerCommand => ({
     label: id,
-    args: [join(root, 'dist/src/cli.js'), 'start', '--workers', String(workers), '--log-level', 'info', '--handler', join(root, 'examples/bench-protocol/handler.js'), ...COMMON, ...extra],
+    args: [...nodeFlags, join(root, 'dist/src/cli.js'), 'start', '--workers', String(workers), '--log-level', 'info', '--handler', join(root, 'examples/bench-protocol/handler.js'), ...COMMON, ...extra],
     cwd: root,
     nofile,
   });
   switch (id) {
     case 'pool':
-      return shoal(ROOT, s.n, s.serverArgs);
+      return shoal(ROOT, s.n, s.serverArgs, s.nodeFlags);
     case 'inline':
       return shoal(ROOT, 0, []);
     case 'ref':
@@ -95,7 +99,7 @@ function serverCommand(id: ShapeServerId, s: Setup, nofile?: number): ServerComm
 
 function labels(ids: ShapeServerId[], s: Setup, ref: string | null): ServerLabel[] {
   const name: Record<ShapeServerId, string> = {
-    pool: `workers: ${s.n}${s.serverArgs.length ? ` (${s.serverArgs.join(' ')})` : ''}`,
+    pool: `workers: ${s.n}${s.serverArgs.length || s.nodeFlags.length ? ` (${[...s.nodeFlags, ...s.serverArgs].join(' ')})` : ''}`,
     inline: 'workers: 0',
     cluster: `cluster of ${s.n}`,
     ref: `workers: ${s.n} @${ref ?? 'ref'}`,
@@ -290,7 +294,7 @@ interface Results {
   ref: { name: string; commit: string; serverArgs: string[] } | null;
   machine: { cpus: number; model: string; memoryGiB: number; node: string; kernel: string };
   calibration: Calibration;
-  settings: { runs: number; durationS: number; warmupS: number; genThreads: number; serverArgs: string[]; openFraction: number; memoryConnections: number; memoryRuns?: number };
+  settings: { runs: number; durationS: number; warmupS: number; genThreads: number; serverArgs: string[]; nodeFlags?: string[]; openFraction: number; memoryConnections: number; memoryRuns?: number };
   servers: ServerLabel[];
   cells: Array<ShapeCell & { kValue: number }>;
   rates: Record<string, number>;
@@ -312,7 +316,7 @@ function memoryLines(r: Results): string[] {
   ];
   for (const id of ids) {
     const ms = r.memory.filter((m) => m.server === id && m.perConnKiB !== null);
-    const label = labels([id], { n: r.machine.cpus, serverArgs: r.settings.serverArgs, refArgs: [], refDir: null }, r.ref?.name ?? null)[0]!.label;
+    const label = labels([id], { n: r.machine.cpus, serverArgs: r.settings.serverArgs, nodeFlags: r.settings.nodeFlags ?? [], refArgs: [], refDir: null }, r.ref?.name ?? null)[0]!.label;
     const failed = r.memory.filter((m) => m.server === id).reduce((a, m) => a + m.failed + (m.failure ? 1 : 0), 0);
     lines.push(
       `| ${label} | ${round(median(ms.map((m) => m.rssBeforeKiB)) / 1024, 1)} | ${round(median(ms.map((m) => m.rssAfterKiB)) / 1024, 1)} | ` +
@@ -349,7 +353,8 @@ function markdown(r: Results, svgFile: string): string {
       `Load from bench/loadgen (C, epoll, ${r.settings.genThreads} thread${r.settings.genThreads > 1 ? 's' : ''}, every reply verified) on the same machine over loopback.`,
     `K: ~100 µs = ${r.calibration.k100}, ~1 ms = ${r.calibration.k1ms} (${r.calibration.stepUs} µs per SHA-256 step of the bench-protocol handler). ` +
       `Each cell: median of ${r.settings.runs} interleaved run(s) of ${r.settings.durationS} s after ${r.settings.warmupS} s warm-up, a fresh server per run.` +
-      (r.settings.serverArgs.length ? ` Pool server flags: \`${r.settings.serverArgs.join(' ')}\`.` : ''),
+      (r.settings.serverArgs.length ? ` Pool server flags: \`${r.settings.serverArgs.join(' ')}\`.` : '') +
+      (r.settings.nodeFlags?.length ? ` Pool server's Node flags: \`${r.settings.nodeFlags.join(' ')}\`.` : ''),
     `⚑ = the generator used ≥ 90 % of a core in some run of that cell (it may have been the bottleneck); ` +
       `≈ = other processes used > ${NOISY_OTHER_CPU}% of a core during that cell (median): noise, not a figure. ` +
       `Other load (CPU used by neither server nor generator): median ${median(others).toFixed(0)}% of a core, ${noisy} of ${others.length} runs above ${NOISY_OTHER_CPU}%` +
@@ -400,7 +405,7 @@ function joinDashValues(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if ((a === '--server-args' || a === '--ref-server-args') && i + 1 < argv.length) out.push(`${a}=${argv[++i]}`);
+    if ((a === '--server-args' || a === '--ref-server-args' || a === '--pool-node-flags') && i + 1 < argv.length) out.push(`${a}=${argv[++i]}`);
     else out.push(a);
   }
   return out;
@@ -419,6 +424,7 @@ function parseOptions(argv: string[]) {
       'server-args': { type: 'string' },
       'compare-ref': { type: 'string' },
       'ref-server-args': { type: 'string' },
+      'pool-node-flags': { type: 'string' },
       'open-fraction': { type: 'string' },
       'gen-threads': { type: 'string' },
       'memory-connections': { type: 'string' },
@@ -484,7 +490,7 @@ async function main(): Promise<number> {
     return 2;
   }
   buildLoadgen(); // fail now, clearly, if there is no C compiler
-  const setup: Setup = { n: availableParallelism(), serverArgs: split(values['server-args']), refArgs: split(values['ref-server-args']), refDir: null };
+  const setup: Setup = { n: availableParallelism(), serverArgs: split(values['server-args']), nodeFlags: split(values['pool-node-flags']), refArgs: split(values['ref-server-args']), refDir: null };
   let ref: Results['ref'] = null;
   if (values['compare-ref']) {
     const p = prepareRef(values['compare-ref']);
@@ -599,7 +605,7 @@ async function main(): Promise<number> {
     ref,
     machine: { cpus: setup.n, model: cpus()[0]?.model ?? 'unknown', memoryGiB: round(totalmem() / 2 ** 30, 1), node: process.version, kernel: release() },
     calibration,
-    settings: { runs, durationS, warmupS, genThreads, serverArgs: setup.serverArgs, openFraction, memoryConnections, memoryRuns },
+    settings: { runs, durationS, warmupS, genThreads, serverArgs: setup.serverArgs, nodeFlags: setup.nodeFlags, openFraction, memoryConnections, memoryRuns },
     servers: labels(serverIds, setup, ref?.name ?? null),
     cells: cells.map((c) => ({ ...c, kValue: kValue(c, calibration) })),
     rates,
@@ -613,7 +619,7 @@ async function main(): Promise<number> {
   const svgFile = `${base}.svg`;
   if (closed.length) writeFileSync(join(out, svgFile), heatSvg(results));
   // the README's picture: only a whole grid at full length replaces it
-  const wholeGrid = !values.only && !quick && values.duration === undefined && !setup.serverArgs.length && !ref;
+  const wholeGrid = !values.only && !quick && values.duration === undefined && !setup.serverArgs.length && !setup.nodeFlags.length && !ref;
   if (wholeGrid) writeFileSync(join(out, 'latest-shapes.svg'), heatSvg(results));
   writeFileSync(join(out, `${base}.json`), JSON.stringify(results, null, 1) + '\n');
   const md = markdown(results, svgFile);
