@@ -56,10 +56,14 @@ export function rssKiB(pid: number): number {
 
 /** A process's CPU seconds so far, user and system (all its threads), or null when it is gone. */
 export function cpuTimes(pid: number): { user: number; system: number } | null {
-  const stat = read(`/proc/${pid}/stat`);
-  if (!stat) return null;
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(read(`/proc/${pid}/stat`));
+  if (fields === null) return null;
   return { user: Number(fields[11]) / ticksPerSecond(), system: Number(fields[12]) / ticksPerSecond() };
+}
+
+/** The fields of a `/proc/.../stat` line after the command name (which may hold spaces and parentheses), or null. */
+function statFields(stat: string | null): string[] | null {
+  return stat ? stat.slice(stat.lastIndexOf(')') + 2).split(' ') : null;
 }
 
 /** user + system CPU time in clock ticks (0 when gone). */
@@ -70,9 +74,8 @@ export function cpuTicks(pid: number): number {
 
 /** user + system clock ticks of a `/proc/.../stat` line (fields 14 and 15), or 0. */
 export function statTicks(stat: string | null): number {
-  if (!stat) return 0;
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]) || 0;
+  const fields = statFields(stat);
+  return fields === null ? 0 : Number(fields[11]) + Number(fields[12]) || 0;
 }
 
 /**
