@@ -46,6 +46,8 @@ const CLAMP_MS = 8 * POOL_ABOVE_MS;
 export const CONFIRM_COSTLY = 3;
 /** Weight of a new sample in the moving average. */
 const ALPHA = 0.1;
+/** A sample of CLAMP_MS weighs above HOLD_BELOW_MS (work-queue.ts) for ~70 samples after it. */
+const PEAK_DECAY = 0.99;
 /** An inline kind is timed once every this many messages (a clock read costs about an echo). */
 export const INLINE_SAMPLE_EVERY = 16;
 /** Distinct kinds tracked; more share the last one. */
@@ -60,6 +62,8 @@ class Kind {
   tick = 0;
   /** Inline samples over POOL_ABOVE_MS in a row; while any, every message is timed. */
   costly = 0;
+  /** The largest recent sample, decaying by PEAK_DECAY per sample (shortBelow). */
+  peak = 0;
 }
 
 export class OffloadPolicy {
@@ -115,7 +119,6 @@ export class OffloadPolicy {
 
   /** A message of this kind took `ms` of handler time (inline or in a worker). */
   observe(key: number, ms: number): void {
-    if (this.mode !== 'auto') return;
     const k = this.#kind(key);
     // A sample is clamped, and an inline kind moves only after CONFIRM_COSTLY costly samples
     // in a row: messages preempted for milliseconds here and there (a busy machine) must not
@@ -123,6 +126,10 @@ export class OffloadPolicy {
     const v = ms < CLAMP_MS ? ms : CLAMP_MS;
     k.cost = k.samples === 0 ? v : k.cost + (v - k.cost) * ALPHA;
     k.samples++;
+    const decayed = k.peak * PEAK_DECAY;
+    k.peak = v > decayed ? v : decayed;
+    // Every mode keeps the estimate (shortBelow); only 'auto' moves kinds.
+    if (this.mode !== 'auto') return;
     if (k.inline) {
       k.costly = v > POOL_ABOVE_MS ? k.costly + 1 : 0;
       if (k.cost > POOL_ABOVE_MS && k.costly >= CONFIRM_COSTLY) {
@@ -132,6 +139,16 @@ export class OffloadPolicy {
     } else if (!k.pinned && k.samples >= MIN_SAMPLES && k.cost < INLINE_BELOW_MS) {
       k.inline = true;
     }
+  }
+
+  /**
+   * Is this kind's next message expected to take less than `ms`? Only if none of its recent
+   * samples took that long (a kind of mostly short messages and some long ones is not short);
+   * false while its cost is unknown.
+   */
+  shortBelow(key: number, ms: number): boolean {
+    const k = this.#kind(key);
+    return k.samples > 0 && k.peak < ms;
   }
 
   /** For stats: kinds inline and in the pool. */

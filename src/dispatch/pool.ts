@@ -40,6 +40,8 @@ import {
   F_PORT,
   F_SEQUENCE,
   F_SHARD,
+  F_SHORT,
+  HOLD_BELOW_MS,
   STATE_FREE,
   STATE_QUEUED,
   STATE_QUEUED_OWN,
@@ -167,10 +169,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #doorbellWakes = 0;
   #polls = 0;
   #backstopReplies = 0;
+  /** Replies the backstop read while a wait was pending, rung or not (held ones, lost wake-ups). */
+  #backstopReads = 0;
   #repliesRead = 0;
   #draining = false;
   #wakeQueued = false;
   #lastBell = 0;
+  /** The doorbell's value the pending wait was armed with (#arm()). */
+  #armedBell = 0;
   #started = false;
   #closing = false;
   #framesSent = 0;
@@ -468,6 +474,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     f[b + F_ADDR_INDEX] = index;
     f[b + F_PROXY_LENGTH] = proxyLength;
     f[b + F_SHARD] = shard + 1;
+    f[b + F_SHORT] = this.#policy.shortBelow(key, HOLD_BELOW_MS) ? 1 : 0;
     if (this.#metricsOn) this.#view.queuedAt[slot] = performance.timeOrigin + performance.now();
     this.#targets[slot] = target;
     this.#seqs[slot] = seq;
@@ -578,6 +585,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     // long before it. One interval timer (#backstop) bounds a lost wake-up instead.
     const w = Atomics.waitAsync(ctl, CTL_DOORBELL, seen);
     this.#armed = true;
+    this.#armedBell = seen;
     if (w.async) void w.value.then(this.#onDoorbell);
     else setImmediate(this.#onDoorbell); // rang while we read: read again after I/O had its turn
   }
@@ -585,10 +593,14 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #onBackstop = (): void => {
     if (this.#draining || this.#closing || (this.#outstanding === 0 && this.#queue.size === 0)) return;
     // A wait announced and pending that no worker notified (a worker that notifies clears
-    // CTL_MAIN_WAITING), yet replies in the rings: a lost wake-up, which the backstop ends.
-    const unnotified = this.#armed && this.#pollTimer === null && Atomics.load(this.#view.ctl, CTL_MAIN_WAITING) === 1;
+    // CTL_MAIN_WAITING) though the doorbell rang: a lost wake-up, which the backstop ends.
+    // (Replies whose doorbell a worker holds for a short next message have not rung it.)
+    const ctl = this.#view.ctl;
+    const waiting = this.#armed && this.#pollTimer === null && Atomics.load(ctl, CTL_MAIN_WAITING) === 1;
+    const unnotified = waiting && Atomics.load(ctl, CTL_DOORBELL) !== this.#armedBell;
     const before = this.#repliesRead;
     this.#drainAndArm();
+    if (waiting) this.#backstopReads += this.#repliesRead - before;
     if (unnotified) this.#backstopReplies += this.#repliesRead - before;
   };
 
@@ -772,8 +784,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
    * while frames wait in the fair queue), and replies the backstop read while a wait was
    * announced and no worker had notified it (a lost wake-up: 0 unless something is wrong).
    */
-  wakeStats(): { doorbellWakes: number; polls: number; backstopReplies: number } {
-    return { doorbellWakes: this.#doorbellWakes, polls: this.#polls, backstopReplies: this.#backstopReplies };
+  wakeStats(): { doorbellWakes: number; polls: number; backstopReplies: number; backstopReads: number } {
+    return { doorbellWakes: this.#doorbellWakes, polls: this.#polls, backstopReplies: this.#backstopReplies, backstopReads: this.#backstopReads };
   }
 
   /** Messages run inline by the adaptive offload, and kinds inline / in the pool now. */

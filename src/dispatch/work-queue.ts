@@ -85,7 +85,16 @@ export const F_ADDR_INDEX = 6;
 export const F_PROXY_LENGTH = 7;
 /** The shard whose worker alone runs this message, plus one; 0: any worker (the shared queue). */
 export const F_SHARD = 8;
-export const FIELDS = 9;
+/** 1: the message's kind is expected to take under HOLD_BELOW_MS, so a reply may wait for it (workers/serve.ts). */
+export const F_SHORT = 9;
+export const FIELDS = 10;
+
+/**
+ * A worker's published reply may wait (its doorbell unrung) while the same worker runs one
+ * more message whose kind is expected to take less than this (ms), so that the main thread,
+ * parked on the doorbell, wakes once for both (workers/serve.ts).
+ */
+export const HOLD_BELOW_MS = 0.2;
 /** F_ADDR_INDEX of a message whose address travels inline. */
 export const ADDR_INLINE = 0xffffffff;
 export const ADDR_ENTRIES = 4096;

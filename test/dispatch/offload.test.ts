@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CONFIRM_COSTLY, INLINE_BELOW_MS, INLINE_SAMPLE_EVERY, OffloadPolicy, POOL_ABOVE_MS, RUN_INLINE, RUN_INLINE_TIMED, RUN_POOL } from '../../dist/src/dispatch/offload.js';
+import { HOLD_BELOW_MS } from '../../dist/src/dispatch/work-queue.js';
 
 describe('offload policy', () => {
   it('a kind starts in the pool and moves inline only after enough cheap samples', () => {
@@ -61,5 +62,23 @@ describe('offload policy', () => {
     expect(always.route(1)).toBe(RUN_POOL);
     expect(never.route(1)).toBe(RUN_INLINE); // inline, and never a sample: 'never' measures nothing
     expect(p.route(3)).toBe(RUN_POOL);
+  });
+
+  it('shortBelow: unknown kinds are not short; one long sample keeps a kind from being short for a while, in every mode', () => {
+    for (const mode of ['auto', 'always', 'never'] as const) {
+      const p = new OffloadPolicy(mode);
+      expect(p.shortBelow(1, HOLD_BELOW_MS)).toBe(false);
+      for (let i = 0; i < 20; i++) p.observe(1, HOLD_BELOW_MS / 4);
+      expect(p.shortBelow(1, HOLD_BELOW_MS)).toBe(true);
+      expect(p.shortBelow(2, HOLD_BELOW_MS)).toBe(false);
+      p.observe(1, 50); // one long message among short ones
+      let after = 0;
+      while (!p.shortBelow(1, HOLD_BELOW_MS)) {
+        p.observe(1, HOLD_BELOW_MS / 4);
+        after++;
+      }
+      expect(after).toBeGreaterThanOrEqual(50);
+      expect(after).toBeLessThanOrEqual(100);
+    }
   });
 });

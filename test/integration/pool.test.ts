@@ -53,6 +53,69 @@ describe('replies stream', () => {
   });
 });
 
+describe('replies held for a short next message', () => {
+  type Wakes = { doorbellWakes: number; polls: number; backstopReplies: number; backstopReads: number };
+  const wakes = (s: Running): Wakes => (s.server.dispatcher.current as unknown as { wakeStats(): Wakes }).wakeStats();
+
+  /** One connection keeping `depth` short hashes in flight until `total` are answered. */
+  async function closedLoop(s: Running, depth: number, total: number): Promise<string[]> {
+    const peer = await rawConnect(s.port);
+    let sent = 0;
+    const send = (n: number): void => {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < n && sent < total; i++) frames.push(lengthFrame(benchBody(300, `m${sent++}`)));
+      if (frames.length > 0) peer.socket.write(Buffer.concat(frames));
+    };
+    let answered = 0;
+    peer.socket.on('data', () => {
+      const now = splitLengthFrames(peer.received()).length;
+      send(now - answered);
+      answered = now;
+    });
+    send(depth);
+    await waitFor(() => splitLengthFrames(peer.received()).length === total, `${total} replies`, 20_000);
+    peer.socket.destroy();
+    return splitLengthFrames(peer.received()).map((r) => r.toString('hex'));
+  }
+
+  it('held replies all arrive, and a worker that runs out of messages rings for what it held', { timeout: 30_000 }, async () => {
+    const s = (running = await start({ handler: HOSTILE, workers: 2, offload: 'always' }));
+    const replies = await closedLoop(s, 16, 1000); // short messages: their replies are held in pairs and more
+    expect(new Set(replies).size).toBe(1000); // every message its own answer (m0..m999 hash apart)
+    const peer = await rawConnect(s.port);
+    for (let i = 0; i < 5; i++) {
+      await waitFor(() => s.server.stats().dispatcher.framesInFlight === 0, 'the pool idle');
+      const before = wakes(s);
+      peer.socket.write(lengthFrame(benchBody(300, `lone${i}`)));
+      await waitFor(() => splitLengthFrames(peer.received()).length === i + 1, 'the lone reply', 5000);
+      // Read on the doorbell's wake-up, which the worker rang before parking (not found by the 100 ms backstop).
+      const after = wakes(s);
+      expect(after.doorbellWakes).toBeGreaterThan(before.doorbellWakes);
+      expect(after.backstopReads).toBe(before.backstopReads);
+    }
+  });
+
+  it('a reply does not wait for a message of a kind seen to be long: it leaves while that one runs', { timeout: 30_000 }, async () => {
+    const s = (running = await start({ handler: HOSTILE, workers: 1, offload: 'always' }));
+    const peer = await rawConnect(s.port);
+    peer.socket.write(spin(30)); // the kind (one handler, no routes) has a long message among its recent ones
+    await waitFor(() => splitLengthFrames(peer.received()).length === 1, 'the 30 ms spin', 5000);
+    for (let i = 0; i < 10; i++) {
+      peer.socket.write(lengthFrame(benchBody(1, `warm${i}`)));
+      await waitFor(() => splitLengthFrames(peer.received()).length === 2 + i, 'a short reply', 5000);
+    }
+    // Parked main thread, then a short message and a 1 s spin in one write.
+    await waitFor(() => s.server.stats().dispatcher.framesInFlight === 0, 'the pool idle');
+    const before = wakes(s);
+    peer.socket.write(Buffer.concat([lengthFrame(benchBody(1, 'first')), spin(1000)]));
+    await waitFor(() => splitLengthFrames(peer.received()).length === 12, 'the short reply', 5000);
+    expect(s.server.stats().dispatcher.framesInFlight).toBe(1); // the spin still runs
+    // Rung at once, not found later by the backstop (a held doorbell would be).
+    expect(wakes(s).backstopReads).toBe(before.backstopReads);
+    await waitFor(() => splitLengthFrames(peer.received()).length === 13, 'the spin', 5000);
+  });
+});
+
 describe('polling under a backlog', () => {
   type Wakes = { doorbellWakes: number; polls: number; backstopReplies: number };
   const wakes = (s: Running): Wakes => (s.server.dispatcher.current as unknown as { wakeStats(): Wakes }).wakeStats();
