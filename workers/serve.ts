@@ -81,7 +81,7 @@ class RingSink implements ReplySink<number> {
   readonly #encoder: FrameEncoder | null;
   /** While a handler runs synchronously: when it started, and the clock read at its commit (-1: none yet). */
   inSync = false;
-  /** Replies published by synchronous runs whose doorbell has not rung yet (see HOLD_BELOW_MS). */
+  /** Replies published by synchronous runs whose doorbell has not rung yet (see HOLD_WINDOW_MS). */
   unrung = 0;
   /** When the oldest of them was published (performance.now()). */
   heldSince = 0;

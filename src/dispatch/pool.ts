@@ -781,8 +781,10 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
 
   /**
    * How the main thread came to read replies: woken by the doorbell, polling (POLL_MS,
-   * while frames wait in the fair queue), and replies the backstop read while a wait was
-   * announced and no worker had notified it (a lost wake-up: 0 unless something is wrong).
+   * while frames wait in the fair queue), replies the backstop read while a wait was
+   * announced, the doorbell had rung and no worker had notified it (a lost wake-up: 0 unless
+   * something is wrong), and every reply the backstop read while a wait was announced (held
+   * replies included: rare, as a hold lasts well under a millisecond).
    */
   wakeStats(): { doorbellWakes: number; polls: number; backstopReplies: number; backstopReads: number } {
     return { doorbellWakes: this.#doorbellWakes, polls: this.#polls, backstopReplies: this.#backstopReplies, backstopReads: this.#backstopReads };

@@ -90,9 +90,9 @@ export const F_SHORT = 9;
 export const FIELDS = 10;
 
 /**
- * A worker's published reply may wait (its doorbell unrung) while the same worker runs one
- * more message whose kind is expected to take less than this (ms), so that the main thread,
- * parked on the doorbell, wakes once for both (workers/serve.ts).
+ * A worker's published reply may wait (its doorbell unrung) while the same worker runs a
+ * message whose kind is expected to take less than this (ms), so that the main thread,
+ * parked on the doorbell, wakes once for several replies (workers/serve.ts HOLD_WINDOW_MS).
  */
 export const HOLD_BELOW_MS = 0.2;
 /** F_ADDR_INDEX of a message whose address travels inline. */

@@ -14,6 +14,10 @@ const HOSTILE = `${ROOT}test/fixtures/hostile/handler.js`;
 const SPIN = 0xfffffffd;
 const spin = (ms: number): Buffer => lengthFrame(benchBody(SPIN, String(ms)));
 
+/** How the pool read its replies (PoolDispatcher.wakeStats()). */
+type Wakes = { doorbellWakes: number; polls: number; backstopReplies: number; backstopReads: number };
+const wakes = (s: Running): Wakes => (s.server.dispatcher.current as unknown as { wakeStats(): Wakes }).wakeStats();
+
 let running: Running | null = null;
 afterEach(async () => {
   await running?.close();
@@ -54,8 +58,6 @@ describe('replies stream', () => {
 });
 
 describe('replies held for a short next message', () => {
-  type Wakes = { doorbellWakes: number; polls: number; backstopReplies: number; backstopReads: number };
-  const wakes = (s: Running): Wakes => (s.server.dispatcher.current as unknown as { wakeStats(): Wakes }).wakeStats();
 
   /** One connection keeping `depth` short hashes in flight until `total` are answered. */
   async function closedLoop(s: Running, depth: number, total: number): Promise<string[]> {
@@ -117,8 +119,6 @@ describe('replies held for a short next message', () => {
 });
 
 describe('polling under a backlog', () => {
-  type Wakes = { doorbellWakes: number; polls: number; backstopReplies: number };
-  const wakes = (s: Running): Wakes => (s.server.dispatcher.current as unknown as { wakeStats(): Wakes }).wakeStats();
 
   it('polls the rings while frames wait on the main thread, then wakes on the doorbell again', { timeout: 30_000 }, async () => {
     const s = (running = await start({ handler: HOSTILE, workers: 2, offload: 'always' }));
