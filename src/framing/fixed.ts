@@ -1,5 +1,6 @@
 import { FrameInvalidError, InvalidOptionError } from '../errors.js';
 import type { FixedFramingOptions, FrameDecoder, FrameEncoder, Framing } from './types.js';
+import { viewOf } from './view.js';
 
 /**
  * Fixed-length framing: every frame is exactly `frameLength` bytes.
@@ -19,7 +20,7 @@ export class FixedLengthDecoder implements FrameDecoder {
       return null;
     }
     this.consumed = this.#len;
-    return buf.subarray(offset, offset + this.#len);
+    return viewOf(buf, offset, offset + this.#len);
   }
 }
 

@@ -1,5 +1,6 @@
 import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../errors.js';
 import type { ByteOrder, FrameDecoder, FrameEncoder, Framing, LengthFramingOptions } from './types.js';
+import { viewOf } from './view.js';
 
 /**
  * Length-field framing with Netty's LengthFieldBasedFrameDecoder parameters.
@@ -124,7 +125,7 @@ export class LengthFieldDecoder implements FrameDecoder {
       return null;
     }
     this.consumed = frameLength;
-    return buf.subarray(offset + o.initialBytesToStrip, offset + frameLength);
+    return viewOf(buf, offset + o.initialBytesToStrip, offset + frameLength);
   }
 }
 

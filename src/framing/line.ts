@@ -1,5 +1,6 @@
 import { FrameInvalidError, FrameTooLargeError, InvalidOptionError } from '../errors.js';
 import type { DelimiterFramingOptions, FrameDecoder, FrameEncoder, Framing, LineFramingOptions } from './types.js';
+import { viewOf } from './view.js';
 
 /**
  * Delimiter framing: a frame is every byte up to the delimiter (excluded).
@@ -50,7 +51,7 @@ export class DelimiterDecoder implements FrameDecoder {
     if (end - offset > this.#max) throw new FrameTooLargeError(end - offset, this.#max);
     this.#scanned = 0;
     this.consumed = at + delim.length - offset;
-    return buf.subarray(offset, end);
+    return viewOf(buf, offset, end);
   }
 
   /** Length of the longest suffix of buf[offset..] that could still be cut off the frame. */

@@ -1,6 +1,7 @@
 import { BadRequestError, FrameInvalidError, InvalidOptionError, RespProtocolError } from '../errors.js';
 import type { SerializedError } from '../errors.js';
 import type { FrameDecoder, FrameEncoder, Framing, RespFramingOptions } from './types.js';
+import { viewOf } from './view.js';
 
 /**
  * RESP2 framing (Redis's protocol), the request side: a command is an array of bulk
@@ -208,7 +209,7 @@ export function parseCommand(frame: Buffer): Buffer[] {
     const n = cut.count;
     const spans = cut.spans;
     const args = new Array<Buffer>(n);
-    for (let k = 0; k < n; k++) args[k] = frame.subarray(spans[2 * k]!, spans[2 * k]! + spans[2 * k + 1]!);
+    for (let k = 0; k < n; k++) args[k] = viewOf(frame, spans[2 * k]!, spans[2 * k]! + spans[2 * k + 1]!);
     return args;
   }
   if (frame.length === 0 || frame[0] !== STAR) {
@@ -228,7 +229,7 @@ export function parseCommand(frame: Buffer): Buffer[] {
     const len = cr < 0 ? NaN : parseCount(frame, p + 1, cr);
     if (!(len >= 0) || cr + 4 + len > frame.length) throw new BadRequestError(`not a RESP command: bad bulk header of element ${k}`);
     p = cr + 2;
-    args[k] = frame.subarray(p, p + len);
+    args[k] = viewOf(frame, p, p + len);
     p += len + 2;
   }
   return args;
@@ -344,7 +345,7 @@ export class RespDecoder implements FrameDecoder {
       p = after;
       this.#bulk = -1;
       if (--this.#left === 0) {
-        const frame = this.#emit(buf, offset, buf.subarray(offset + this.#start, p), p);
+        const frame = this.#emit(buf, offset, viewOf(buf, offset + this.#start, p), p);
         cut.frame = recorded >= 0 ? frame : null;
         cut.count = recorded;
         return frame;
