@@ -91,6 +91,8 @@ export interface PoolOptions {
   handlerTimeout: number;
   /** 'connection': a connection's messages run on one worker, in order (affinity.ts). */
   affinity: AffinityMode;
+  /** 'auto': workers may hold a reply's doorbell for a short next message (F_SHORT); 'off': never. */
+  replyHold: 'auto' | 'off';
 }
 
 /** What #shardFor returns when the module's affinityKey() threw (the message got the error policy). */
@@ -124,6 +126,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   readonly #metricsOn: boolean;
   readonly #routeBytes: 0 | 2 | 4;
   readonly #reframe: boolean;
+  /** replyHold 'auto': F_SHORT may be set, letting a worker hold a reply's doorbell. */
+  readonly #holdReplies: boolean;
   /** Remote addresses in the shared address table, by text. */
   readonly #addresses = new Map<string, number>();
 
@@ -201,6 +205,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     this.#metricsOn = spec.metrics != null;
     this.#routeBytes = spec.runtime.routing?.idBytes ?? 0;
     this.#reframe = spec.framing === null;
+    this.#holdReplies = options.replyHold !== 'off';
     // A stuck handler can be stopped only in a worker: with a handlerTimeout, 'auto' keeps every message in the pool.
     this.#policy = new OffloadPolicy(options.offload === 'auto' && options.handlerTimeout > 0 ? 'always' : options.offload);
     this.#connectionShards = options.affinity === 'connection' ? new ConnectionShards(options.workers) : null;
@@ -474,7 +479,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     f[b + F_ADDR_INDEX] = index;
     f[b + F_PROXY_LENGTH] = proxyLength;
     f[b + F_SHARD] = shard + 1;
-    f[b + F_SHORT] = this.#policy.shortBelow(key, HOLD_BELOW_MS) ? 1 : 0;
+    f[b + F_SHORT] = this.#holdReplies && this.#policy.shortBelow(key, HOLD_BELOW_MS) ? 1 : 0;
     if (this.#metricsOn) this.#view.queuedAt[slot] = performance.timeOrigin + performance.now();
     this.#targets[slot] = target;
     this.#seqs[slot] = seq;

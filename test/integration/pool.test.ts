@@ -116,6 +116,24 @@ describe('replies held for a short next message', () => {
     expect(wakes(s).backstopReads).toBe(before.backstopReads);
     await waitFor(() => splitLengthFrames(peer.received()).length === 13, 'the spin', 5000);
   });
+
+  it("replyHold 'off': a reply rings at once even before a long message of a kind seen only short", { timeout: 30_000 }, async () => {
+    const s = (running = await start({ handler: HOSTILE, workers: 1, offload: 'always', replyHold: 'off' }));
+    // 600 short messages (~70 us each): the kind's recent samples, the worker's first slow ones decayed
+    // away, are all short, so 'auto' would hold the next reply.
+    await closedLoop(s, 4, 600);
+    const peer = await rawConnect(s.port);
+    await waitFor(() => s.server.stats().dispatcher.framesInFlight === 0, 'the pool idle');
+    const before = wakes(s);
+    // One probe only: the spin's own sample makes the kind long from then on.
+    peer.socket.write(Buffer.concat([lengthFrame(benchBody(500, 'first')), spin(300)]));
+    await waitFor(() => splitLengthFrames(peer.received()).length === 1, 'the short reply', 5000);
+    expect(s.server.stats().dispatcher.framesInFlight).toBe(1); // the spin still runs
+    await waitFor(() => splitLengthFrames(peer.received()).length === 2, 'the spin', 5000);
+    // Rung when published. Under 'auto' the worker holds it through the spin when the main thread
+    // parked in time (1 run in 2 to 4 here, the option ignored), and the 100 ms backstop reads it.
+    expect(wakes(s).backstopReads).toBe(before.backstopReads);
+  });
 });
 
 describe('polling under a backlog', () => {
