@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { resolveLengthOptions } from './framing/length.js';
+import { HOLD_BELOW_MS, HOLD_WINDOW_MS } from './dispatch/work-queue.js';
 
 /**
  * Every option of shoal, once: createServer(), listen() and `shoal start`.
@@ -216,10 +217,10 @@ export const OPTIONS = {
     kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['none', 'connection'], default: 'none',
     help: "connection: each connection's messages run on one worker, one at a time, in order (worker-local session state) | none: any free worker (a module's affinityKey() export shards by key)",
   },
-  // Trades ~0.35 ms at most on one reply for one main-thread wake-up per several (workers/serve.ts).
+  // Trades HOLD_WINDOW_MS + HOLD_BELOW_MS at most on one reply for one main-thread wake-up per several (work-queue.ts).
   replyHold: {
     kind: 'choice', group: 'pool', pool: true, arg: '<mode>', choices: ['auto', 'off'], default: 'auto',
-    help: "auto: a worker holds a published reply's wake-up while it runs a next message measured under 0.2 ms, for 0.15 ms at most, so several replies leave in one wake-up and one write | off: each reply wakes the main thread at once",
+    help: `auto: a worker holds a published reply's wake-up while it runs a next message measured under ${HOLD_BELOW_MS} ms, for ${HOLD_WINDOW_MS} ms at most, so several replies leave in one wake-up and one write | off: each reply wakes the main thread at once`,
   },
   startupTimeout: { kind: 'duration', group: 'pool', pool: true, help: 'every worker must load the handler and run setup() within this', default: 30_000, min: 1 },
   atomics: {

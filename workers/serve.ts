@@ -31,6 +31,7 @@ import {
   F_SEQUENCE,
   F_SHORT,
   FIELDS,
+  HOLD_WINDOW_MS,
   PHASE_ASYNC,
   WorkQueueReader,
   WorkQueueView,
@@ -51,17 +52,6 @@ const YIELD_MS = 10;
 /** With async handlers pending, this often (ms): their I/O completes only in a loop turn. */
 const YIELD_PENDING_MS = 1;
 
-/**
- * A published reply's doorbell waits while this worker runs more messages when the main
- * thread is parked on it and the next message is expected to be short (F_SHORT: under
- * HOLD_BELOW_MS): the main thread then wakes once, and writes once, for several replies.
- * The hold ends before a message that starts HOLD_WINDOW_MS or more after the oldest
- * waiting reply was published, so a reply waits at most HOLD_WINDOW_MS + HOLD_BELOW_MS
- * (a misjudged message aside). On one connection with 16 pipelined ~100 us messages a
- * wake-up and a write per reply took 18 us of its time per request
- * (bench/results/2026-12-03-hold.md has the figures).
- */
-const HOLD_WINDOW_MS = 0.15;
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const encoder8 = new TextEncoder();
