@@ -1,6 +1,7 @@
 import { connect as netConnect, isIP } from 'node:net';
 import type { Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { TLSSocket, connect as tlsConnect } from 'node:tls';
+import { endIsReset, loopTurn } from './loop-turn.js';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { InvalidOptionError, ShoalError } from './errors.js';
 import { DEFAULTS } from './options.js';
@@ -68,6 +69,8 @@ export interface ClientStats {
   resent: number;
   /** Going-away frames received. */
   goAways: number;
+  /** Ends of stream taken as resets: they came in the event-loop turn of a read (see loop-turn.ts). */
+  resetsAsEnd: number;
 }
 
 interface Pending {
@@ -88,7 +91,10 @@ interface Link {
   goingAway: boolean;
   /** Handled (FIN, reset, timeout, close()): nothing more is done with its requests. */
   done: boolean;
+  /** loopTurn() of the last read from the server (-1: none): see loop-turn.ts. */
+  readTurn: number;
 }
+
 
 const RECONNECT_BACKOFF_MIN = 50;
 const RECONNECT_BACKOFF_MAX = 1000;
@@ -125,7 +131,7 @@ export class Client {
   #timer: NodeJS.Timeout | null = null;
   /** Frames the server sent that no request was waiting for (e.g. a going-away frame it was not told of). */
   readonly unsolicited: Buffer[] = [];
-  readonly stats: ClientStats = { reconnects: 0, resent: 0, goAways: 0 };
+  readonly stats: ClientStats = { reconnects: 0, resent: 0, goAways: 0, resetsAsEnd: 0 };
 
   private constructor(socket: Socket, endpointIndex: number, framing: Framing, o: ResolvedClientOptions, goAwayBody: Buffer | null) {
     this.#framing = framing;
@@ -220,11 +226,21 @@ export class Client {
   }
 
   #attach(socket: Socket): Link {
-    const link: Link = { socket, reader: new FrameReader(this.#framing.createDecoder()), fifo: [], head: 0, goingAway: false, done: false };
+    const link: Link = { socket, reader: new FrameReader(this.#framing.createDecoder()), fifo: [], head: 0, goingAway: false, done: false, readTurn: -1 };
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.#onData(link, chunk));
-    // FIN from the server: a shoal server answered everything it read before it (retry-safe).
-    socket.on('end', () => this.#lost(link, true, new ShoalError('SHOAL_CONNECTION_CLOSED', 'connection closed by the server')));
+    socket.on('data', (chunk: Buffer) => {
+      link.readTurn = loopTurn();
+      this.#onData(link, chunk);
+    });
+    // TLS 1.3 session tickets come after the handshake and carry no data: a read all the same.
+    if (socket instanceof TLSSocket) socket.on('session', () => (link.readTurn = loopTurn()));
+    socket.on('end', () => {
+      // FIN from the server: a shoal server answered everything it read before it (retry-safe).
+      // An end in the turn of a read is a reset reported as an end (loop-turn.ts): outcome unknown.
+      const orderly = !endIsReset(link.readTurn);
+      if (!orderly) this.stats.resetsAsEnd++;
+      this.#lost(link, orderly, new ShoalError('SHOAL_CONNECTION_CLOSED', orderly ? 'connection closed by the server' : 'connection reset by the server'));
+    });
     socket.on('error', (err) => this.#lost(link, false, new ShoalError('SHOAL_CONNECTION_CLOSED', `connection error: ${err.message}`)));
     socket.on('close', () => this.#lost(link, false, new ShoalError('SHOAL_CONNECTION_CLOSED', 'connection closed by the server')));
     return link;

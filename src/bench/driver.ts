@@ -25,6 +25,7 @@ import type { Histogram } from './histogram.js';
 import type { MessageSpec } from './message.js';
 import { Pacer, scheduleCheck } from './pacer.js';
 import { ReplyVerifier } from './verifier.js';
+import { endIsReset, loopTurn } from '../loop-turn.js';
 
 /** Slots of one driver's counters. */
 export const C = {
@@ -105,6 +106,8 @@ class Conn {
   lastError = '';
   /** The server sent FIN on this socket (an orderly close). */
   sawFin = false;
+  /** loopTurn() of the last read (-1: none): an end in that turn is a reset (loop-turn.ts). */
+  readTurn = -1;
   /** Requests to send again when the connection is back (--reconnect). */
   owed = 0;
   inFlight = 0;
@@ -250,6 +253,8 @@ export class Driver {
     const socket = tlsConnect({ ...tls, host: this.#cfg.host, port: this.#cfg.port });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk.length, chunk));
+    // TLS 1.3 session tickets come after the handshake and carry no data: a read all the same.
+    socket.on('session', () => (conn.readTurn = loopTurn()));
     return socket;
   }
 
@@ -259,6 +264,7 @@ export class Driver {
     conn.expectClose = false;
     conn.lastError = '';
     conn.sawFin = false;
+    conn.readTurn = -1;
     const tls = this.#tlsOptions();
     const socket = tls !== null ? this.#openTls(conn, tls) : netConnect({
       host: cfg.host,
@@ -291,7 +297,8 @@ export class Driver {
       if (this.#sending) this.#fill(conn, now);
     });
     socket.once('end', () => {
-      conn.sawFin = true;
+      if (endIsReset(conn.readTurn)) conn.lastError ||= 'ECONNRESET';
+      else conn.sawFin = true;
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       conn.lastError = err.code ?? err.message;
@@ -328,6 +335,7 @@ export class Driver {
   }
 
   #onData(conn: Conn, n: number, buf: Buffer): void {
+    conn.readTurn = loopTurn();
     const now = performance.now();
     let k: number;
     try {

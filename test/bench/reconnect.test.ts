@@ -1,3 +1,5 @@
+import { createServer as netServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createServer } from '../../dist/src/index.js';
@@ -44,6 +46,43 @@ describe('shoal bench --reconnect', () => {
       expect(r.requests.resent).toBe(0);
     } finally {
       await server.close();
+    }
+  });
+
+  it('a reset right behind replies, which reaches it as an end of stream, is still a reset: nothing re-sent', async () => {
+    // Echoes the first bench frame of each connection once the second has come, then resets
+    // in the same tick: the RST lands behind a reply the bench has not read yet (read as an
+    // end, not ECONNRESET). Open loop, so the reply does not make the bench write (a write
+    // would fail with ECONNRESET first).
+    const raw = netServer((s) => {
+      s.on('error', () => {});
+      let pending = Buffer.alloc(0);
+      const frames: Buffer[] = [];
+      s.on('data', (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32BE(0)) {
+          frames.push(pending.subarray(0, 4 + pending.readUInt32BE(0)));
+          pending = pending.subarray(4 + pending.readUInt32BE(0));
+        }
+        if (frames.length < 2) return;
+        const f = frames[0]!; // [u32 length][u32 K = 0][payload]: the reply is [u32 length][payload]
+        const reply = Buffer.alloc(f.length - 4);
+        reply.writeUInt32BE(f.length - 8, 0);
+        f.copy(reply, 4, 8);
+        s.write(reply);
+        s.resetAndDestroy();
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    try {
+      const port = (raw.address() as AddressInfo).port;
+      const r = await runBench({ port, connections: 2, pipelining: 4, rate: 400, duration: 800, reconnect: true });
+      expect(r.errors).toMatchObject({ mismatches: 0 });
+      expect(r.errors.resets).toBeGreaterThan(0);
+      expect(r.requests.orderlyCloses).toBe(0);
+      expect(r.requests.resent).toBe(0);
+    } finally {
+      raw.close();
     }
   });
 
