@@ -179,8 +179,10 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #draining = false;
   #wakeQueued = false;
   #lastBell = 0;
-  /** The doorbell's value the pending wait was armed with (#arm()). */
+  /** The doorbell's value when the pending wait was armed (#arm()) or announced again (#onPoll). */
   #armedBell = 0;
+  /** The armed wait is pending (Atomics.waitAsync returned async), not already resolved. */
+  #waitPending = false;
   #started = false;
   #closing = false;
   #framesSent = 0;
@@ -591,6 +593,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const w = Atomics.waitAsync(ctl, CTL_DOORBELL, seen);
     this.#armed = true;
     this.#armedBell = seen;
+    // Sync: it rang while we read; no wait is pending that a worker could fail to notify.
+    this.#waitPending = w.async;
     if (w.async) void w.value.then(this.#onDoorbell);
     else setImmediate(this.#onDoorbell); // rang while we read: read again after I/O had its turn
   }
@@ -602,7 +606,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     // (Replies whose doorbell a worker holds for a short next message have not rung it.)
     const ctl = this.#view.ctl;
     const waiting = this.#armed && this.#pollTimer === null && Atomics.load(ctl, CTL_MAIN_WAITING) === 1;
-    const unnotified = waiting && Atomics.load(ctl, CTL_DOORBELL) !== this.#armedBell;
+    const unnotified = waiting && this.#waitPending && Atomics.load(ctl, CTL_DOORBELL) !== this.#armedBell;
     const before = this.#repliesRead;
     this.#drainAndArm();
     if (waiting) this.#backstopReads += this.#repliesRead - before;
@@ -674,6 +678,8 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     // the rings read once more: a reply published before the announcement did not notify.
     if (this.#armed) {
       Atomics.store(this.#view.ctl, CTL_MAIN_WAITING, 1);
+      // Rings while polling owed no notify: a lost wake-up is a ring after this announcement.
+      this.#armedBell = Atomics.load(this.#view.ctl, CTL_DOORBELL);
       this.#drainAll();
     } else if (this.#outstanding > 0) {
       this.#arm();

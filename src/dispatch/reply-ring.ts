@@ -176,6 +176,9 @@ export class ReplyWriter {
     // Notified whether or not the main thread announced a wait: while it polls (pool.ts
     // POLL_MS) it has not, and a pending wait of its own still ends (it drains at once).
     Atomics.add(this.#doorbell, this.#doorbellIndex, 1);
+    // Cleared as ring() clears it: the main thread's backstop reads a set flag with a rung
+    // doorbell as a wait no worker notified.
+    Atomics.store(this.#doorbell, this.#waitingIndex, 0);
     Atomics.notify(this.#doorbell, this.#doorbellIndex);
     // Bounded: the main thread drains on every doorbell; the loop in reserve() re-checks.
     Atomics.wait(this.#ctl, RING_READ, read, 50);
