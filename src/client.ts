@@ -237,7 +237,8 @@ export class Client {
     socket.on('end', () => {
       // FIN from the server: a shoal server answered everything it read before it (retry-safe).
       // An end in the turn of a read is a reset reported as an end (loop-turn.ts): outcome unknown.
-      const orderly = !endIsReset(link.readTurn);
+      // Not once we ended our side: a FIN then raises POLLHUP too (and all was answered).
+      const orderly = socket.writableEnded || !endIsReset(link.readTurn);
       if (!orderly) this.stats.resetsAsEnd++;
       this.#lost(link, orderly, new ShoalError('SHOAL_CONNECTION_CLOSED', orderly ? 'connection closed by the server' : 'connection reset by the server'));
     });

@@ -5,7 +5,8 @@
  * ECONNRESET: libuv takes POLLHUP after a partial read for the end of the stream, and the
  * kernel's pending error is never read. That end comes in the same poll callback as those
  * bytes. A real FIN is only seen by a later read(), after a check phase. So: note
- * loopTurn() at every read; an end while it is unchanged is a reset.
+ * loopTurn() at every read; an end while it is unchanged is a reset. (Only while our side
+ * is open: after our own end() a FIN sets POLLHUP as well.)
  */
 
 let turn = 0;

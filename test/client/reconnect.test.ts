@@ -155,6 +155,28 @@ describe('retry-safe closes and the reconnecting client', () => {
     }
   });
 
+  it('after its own end (going away, all answered) a FIN behind a last push is not taken for a reset', async () => {
+    // With our side ended, a FIN raises POLLHUP too, so it comes in the turn of the bytes before it.
+    const a = createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.write(Buffer.concat([GOAWAY, lengthFrame('answered')])));
+      s.once('end', () => s.end(lengthFrame('a last push')));
+    });
+    await new Promise<void>((r) => a.listen(0, '127.0.0.1', r));
+    try {
+      const port = (a.address() as AddressInfo).port;
+      const pushes: string[] = [];
+      const c = await connect({ port, reconnect: true, goAway: GOAWAY, onUnsolicited: (f) => pushes.push(f.toString()) });
+      clients.push(c);
+      expect((await c.request('one:x')).toString()).toBe('answered');
+      await waitFor(() => pushes.length === 1, 'the last push');
+      await waitFor(() => c.socket.destroyed, 'the connection closed');
+      expect(c.stats).toMatchObject({ goAways: 1, resetsAsEnd: 0 });
+    } finally {
+      a.close();
+    }
+  });
+
   it('idle timeout is an orderly close: the client reconnects for the next request without re-sending anything', async () => {
     const [a, b] = await pair({ idleTimeout: 300 });
     const c = await client(a, b);
