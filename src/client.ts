@@ -1,9 +1,9 @@
 import { connect as netConnect, isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
-import { endIsReset, loopTurn } from './loop-turn.js';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { InvalidOptionError, ShoalError } from './errors.js';
+import { endIsReset, loopTurn } from './loop-turn.js';
 import { DEFAULTS } from './options.js';
 import { FrameReader, createFraming, encodeFrame, isFraming } from './framing/index.js';
 import type { BuiltinFramingOptions, Framing } from './framing/index.js';
@@ -94,7 +94,6 @@ interface Link {
   /** loopTurn() of the last read from the server (-1: none): see loop-turn.ts. */
   readTurn: number;
 }
-
 
 const RECONNECT_BACKOFF_MIN = 50;
 const RECONNECT_BACKOFF_MAX = 1000;
