@@ -181,8 +181,6 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
   #lastBell = 0;
   /** The doorbell's value when the pending wait was armed (#arm()) or announced again (#onPoll). */
   #armedBell = 0;
-  /** The armed wait is pending (Atomics.waitAsync returned async), not already resolved. */
-  #waitPending = false;
   #started = false;
   #closing = false;
   #framesSent = 0;
@@ -593,10 +591,13 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     const w = Atomics.waitAsync(ctl, CTL_DOORBELL, seen);
     this.#armed = true;
     this.#armedBell = seen;
-    // Sync: it rang while we read; no wait is pending that a worker could fail to notify.
-    this.#waitPending = w.async;
     if (w.async) void w.value.then(this.#onDoorbell);
-    else setImmediate(this.#onDoorbell); // rang while we read: read again after I/O had its turn
+    else {
+      // Rang while we read: read again after I/O had its turn. No wait is pending, so none is
+      // announced (workers need not notify, and the backstop finds no wait to call lost).
+      Atomics.store(ctl, CTL_MAIN_WAITING, 0);
+      setImmediate(this.#onDoorbell);
+    }
   }
 
   readonly #onBackstop = (): void => {
@@ -606,7 +607,7 @@ export class PoolDispatcher extends EventEmitter implements Dispatcher {
     // (Replies whose doorbell a worker holds for a short next message have not rung it.)
     const ctl = this.#view.ctl;
     const waiting = this.#armed && this.#pollTimer === null && Atomics.load(ctl, CTL_MAIN_WAITING) === 1;
-    const unnotified = waiting && this.#waitPending && Atomics.load(ctl, CTL_DOORBELL) !== this.#armedBell;
+    const unnotified = waiting && Atomics.load(ctl, CTL_DOORBELL) !== this.#armedBell;
     const before = this.#repliesRead;
     this.#drainAndArm();
     if (waiting) this.#backstopReads += this.#repliesRead - before;
